@@ -1,0 +1,11 @@
+"""A zoo of vision backbones for timm.
+
+`import zoo` registers every zoo model with timm; then `timm.create_model(name, pretrained=...)`.
+"""
+from zoo import models  # noqa: F401  (registers the models with timm)
+from zoo.hub import WeightsError
+from zoo.models import FAMILIES, catalogue, family_of, is_zoo_model, zoo_models
+
+__version__ = '0.1.0'
+
+__all__ = ['WeightsError', 'FAMILIES', 'catalogue', 'family_of', 'is_zoo_model', 'zoo_models', '__version__']

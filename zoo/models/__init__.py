@@ -1,0 +1,59 @@
+"""The zoo's model families. Importing this package registers every family with timm.
+
+`FAMILIES` maps a family to its zoo module and to the timm models that belong to it without being
+re-implemented here (e.g. Inception-ResNet-v2 and Inception-v4 are timm's own).
+"""
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import timm
+from timm.models import model_entrypoint
+
+from zoo.models import inception_resnet
+
+
+@dataclass(frozen=True)
+class Family:
+    module: str
+    timm_members: Tuple[str, ...] = field(default_factory=tuple)
+
+
+FAMILIES: Dict[str, Family] = {
+    'inception': Family(inception_resnet.__name__, ('inception_resnet_v2', 'inception_v4')),
+}
+
+
+def is_zoo_model(name: str) -> bool:
+    """True for models this package registers (not timm's own)."""
+    name = name.split('.')[0]
+    try:
+        return model_entrypoint(name).__module__.startswith(__name__ + '.')
+    except RuntimeError:
+        return False
+
+
+def zoo_models(pattern: str = '*') -> List[str]:
+    """Names of the models the zoo registers, matching a glob pattern."""
+    return [m for m in timm.list_models(pattern) if is_zoo_model(m)]
+
+
+def family_of(name: str) -> Optional[str]:
+    name = name.split('.')[0]
+    for family, spec in FAMILIES.items():
+        if name in spec.timm_members:
+            return family
+        try:
+            if model_entrypoint(name).__module__ == spec.module:
+                return family
+        except RuntimeError:
+            return None
+    return None
+
+
+def catalogue(patterns: Sequence[str] = ('*',)) -> List[str]:
+    """The zoo's catalogue: its own models and the timm models its families include, by glob pattern."""
+    names = list(zoo_models())
+    for spec in FAMILIES.values():
+        names += [m for m in spec.timm_members if m not in names]
+    return [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
