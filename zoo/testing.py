@@ -63,3 +63,31 @@ def relative_error(ours: torch.Tensor, expected: torch.Tensor) -> float:
     if ours.shape != expected.shape:
         raise AssertionError(f'shape {tuple(ours.shape)} != expected {tuple(expected.shape)}')
     return ((ours - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+
+
+def assert_matches_fixture(name: str, model: torch.nn.Module, filter_fn, forward) -> Dict[str, float]:
+    """Check `model` against fixture `name`: exact param count, then every expected output.
+
+    `forward(model, inputs)` returns a dict with the fixture's expected keys. The fixture's weights go
+    through `filter_fn` (the family's `checkpoint_filter_fn`) and load strictly.
+    """
+    fx = load_fixture(name)
+    meta = fx['meta']
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params != meta['param_count']:
+        raise AssertionError(f'{name}: {n_params:,} params, the official model has {meta["param_count"]:,}')
+    model.load_state_dict(filter_fn(fx['state_dict'], model), strict=True)
+    model.eval()
+    with torch.no_grad():
+        outputs = forward(model, fx['inputs'])
+    rtol = meta.get('rtol_max', 1e-4)
+    errors = {key: relative_error(outputs[key], expected) for key, expected in fx['expected'].items()}
+    failed = {key: err for key, err in errors.items() if not err <= rtol}
+    if failed:
+        raise AssertionError(f'{name}: relative error above {rtol:g} for {failed}')
+    return errors
+
+
+def manifest_param_count(name: str) -> int:
+    import json
+    return json.loads((fixtures_root() / 'manifests' / f'{name}.json').read_text())['param_count']

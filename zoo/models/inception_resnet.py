@@ -24,7 +24,7 @@ Differences from the reference code (none change its numbers):
     facenet's `repeat_1/2/3` and `logits` are renamed by `checkpoint_filter_fn`.
   * BatchNorm and ReLU are fused into timm's `BatchNormAct2d` with in-place ReLU.
   * Any input size with at least 75 pixels per side is accepted (the VALID stride-2 convolutions
-    need it); features for detection heads are available at strides 2/4/8/16/32.
+    need it; smaller inputs get a clear error); features are available at strides 2/4/8/16/32.
 
 Inception-ResNet-v2 and Inception-v4 are timm's own models; the zoo lists them in this family.
 """
@@ -166,6 +166,18 @@ class L2Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x, p=2.0, dim=1)
+
+
+def _check_input_size(x: torch.Tensor, min_size: int = 75) -> torch.Tensor:
+    # 75 is the smallest side the VALID stride-2 convolutions and reductions accept
+    if x.dim() != 4 or x.shape[-1] < min_size or x.shape[-2] < min_size:
+        raise ValueError(
+            f'InceptionResNetV1 takes B x C x H x W images with H, W >= {min_size}, got shape {list(x.shape)}; '
+            'resize the input (its default size is in model.pretrained_cfg["input_size"]).')
+    return x
+
+
+torch.fx.wrap('_check_input_size')  # a leaf for fx: shape checks can't be traced
 
 
 class InceptionResNetV1(nn.Module):
@@ -314,6 +326,7 @@ class InceptionResNetV1(nn.Module):
         layer_names = self.layer_names
         if stop_early or intermediates_only:
             layer_names = layer_names[:self.feature_ends[max_index] + 1]
+        x = _check_input_size(x)
         for i, name in enumerate(layer_names):
             x = getattr(self, name)(x)
             if i in take_ends:
@@ -341,7 +354,7 @@ class InceptionResNetV1(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv2d_1a(x)
+        x = self.conv2d_1a(_check_input_size(x))
         x = self.conv2d_2a(x)
         x = self.conv2d_2b(x)
         x = self.maxpool_3a(x)
