@@ -91,3 +91,32 @@ def assert_matches_fixture(name: str, model: torch.nn.Module, filter_fn, forward
 def manifest_param_count(name: str) -> int:
     import json
     return json.loads((fixtures_root() / 'manifests' / f'{name}.json').read_text())['param_count']
+
+
+def make_hf_cache(repo_id: str, files: Dict[str, object], cache_dir=None, revision: str = 'main') -> Path:
+    """Lay out a Hugging Face cache entry as huggingface_hub writes it, for offline loading tests.
+
+    `files` maps a file name to a state_dict (written as safetensors), bytes or text. Returns the snapshot
+    folder. `cache_dir` defaults to huggingface_hub's current cache (HF_HUB_CACHE).
+    """
+    import hashlib
+
+    from huggingface_hub import constants
+    from safetensors.torch import save
+
+    root = Path(cache_dir or constants.HF_HUB_CACHE) / f'models--{repo_id.replace("/", "--")}'
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = root / 'snapshots' / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (root / 'refs').mkdir(exist_ok=True)
+    (root / 'refs' / revision).write_text(commit)
+    for name, content in files.items():
+        if isinstance(content, dict):
+            content = save({k: v.contiguous() for k, v in content.items()})
+        elif isinstance(content, str):
+            content = content.encode()
+        blob = root / 'blobs' / hashlib.sha256(content).hexdigest()
+        blob.parent.mkdir(exist_ok=True)
+        blob.write_bytes(content)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    return snapshot

@@ -1,0 +1,1 @@
+"""Detection heads on zoo backbones (COCO boxes and masks, MAYOR text detection)."""

@@ -1,0 +1,1 @@
+"""Face parsing: RoI Tanh-polar warps and RTNet."""

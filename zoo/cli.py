@@ -1,0 +1,185 @@
+"""The `zoo` command: list, info, bench, weights; heads add verbs through the `zoo.commands` entry points.
+
+An entry point in the `zoo.commands` group names a function `register(subparsers)` that adds its verbs.
+Each is loaded only when the parser is built and a failing import (a missing optional extra) costs
+that verb only.
+"""
+import argparse
+import json
+import sys
+import warnings
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+
+def _cmd_list(args) -> int:
+    import timm
+    import zoo
+    from zoo.hub import describe_source
+    from timm.models import get_pretrained_cfg
+
+    rows = [('model', 'family', 'params (M)', 'input', 'weights')]
+    for name in zoo.catalogue(args.patterns):
+        with torch.device('meta'):
+            model = timm.create_model(name)
+        n_params = sum(p.numel() for p in model.parameters())
+        tags = [t for t in timm.list_pretrained(name + '.*') if describe_source(get_pretrained_cfg(t))[0]]
+        weights = ', '.join(t.split('.', 1)[1] for t in tags) or 'no published weights'
+        size = 'x'.join(str(s) for s in model.pretrained_cfg['input_size'])
+        origin = zoo.family_of(name) or '-'
+        if not zoo.is_zoo_model(name):
+            origin += ' (timm)'
+        rows.append((name, origin, f'{n_params / 1e6:.2f}', size, weights))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print('  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print('  '.join('-' * w for w in widths))
+    return 0
+
+
+def _cmd_info(args) -> int:
+    import timm
+    import zoo
+    from timm.models import get_pretrained_cfg, model_entrypoint
+    from zoo.hub import describe_source
+    from zoo.weights import MANIFEST, load_manifest
+
+    name = args.model
+    base = name.split('.')[0]
+    if base not in timm.list_models():
+        print(f"error: unknown model '{name}'. `zoo list` shows the catalogue.", file=sys.stderr)
+        return 2
+    with torch.device('meta'):
+        model = timm.create_model(name)
+    doc = (model_entrypoint(base).__doc__ or '').strip().splitlines()
+    manifest = load_manifest() if MANIFEST.is_file() else {}
+    info = {
+        'model': name,
+        'family': zoo.family_of(name),
+        'implemented_by': 'zoo' if zoo.is_zoo_model(name) else 'timm',
+        'summary': doc[0] if doc else '',
+        'params': sum(p.numel() for p in model.parameters()),
+        'num_features': getattr(model, 'num_features', None),
+        'feature_info': [dict(i) for i in getattr(model, 'feature_info', [])],
+        'pretrained_cfg': {k: v for k, v in model.pretrained_cfg.items() if v is not None},
+        'tags': {},
+    }
+    for tag in timm.list_pretrained(base + '.*'):
+        kind, loc = describe_source(get_pretrained_cfg(tag))
+        info['tags'][tag] = dict(source=kind or None, location=loc or None, manifest=manifest.get(tag))
+    print(json.dumps(info, indent=1, default=str))
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    import zoo
+    from zoo import bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = zoo.catalogue(args.models)
+    if not names:
+        print(f'error: no model matches {args.models}; `zoo list` shows the catalogue.', file=sys.stderr)
+        return 2
+    results = bench.run(
+        names, batch_sizes=args.batch_size, channels_last=args.channels_last, train=args.train,
+        compile=args.compile, warmup=args.warmup, iters=args.iters, img_size=args.img_size,
+        speed=not args.no_speed, progress=not args.quiet)
+    print(bench.format_table(results))
+    if args.csv:
+        bench.write_csv(results, args.csv)
+    if args.json:
+        bench.write_json(results, args.json)
+    if args.plot and not args.no_speed:
+        bench.plot_pareto(results, args.plot)
+    return 0
+
+
+def _cmd_weights_convert(args) -> int:
+    from zoo.weights import convert
+    digest = convert(args.model, Path(args.checkpoint), Path(args.out))
+    print(f'wrote {args.out}/model.safetensors, config.json, README.md')
+    print(f'sha256 {digest}  model.safetensors')
+    return 0
+
+
+def _cmd_weights_push(args) -> int:
+    from zoo.weights import push
+    files = push(Path(args.folder), args.repo, dry_run=args.dry_run, private=args.private)
+    verb = 'would upload' if args.dry_run else 'uploaded'
+    print(f'{verb} {", ".join(files)} to https://huggingface.co/{args.repo}')
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='zoo', description='Vision model zoo for timm.')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('list', help='the catalogue: models, families, params, published weights')
+    p.add_argument('patterns', nargs='*', default=['*'], help='glob patterns (default: all)')
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser('info', help='everything about one model: cfg, features, weight sources')
+    p.add_argument('model')
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser('bench', help='params, GMACs, activations, latency and throughput')
+    p.add_argument('--models', nargs='+', default=['*'], help='glob patterns over the catalogue')
+    p.add_argument('--batch-size', nargs='+', type=int, default=[1])
+    p.add_argument('--channels-last', action='store_true', help='time channels_last besides NCHW')
+    p.add_argument('--train', action='store_true', help='time forward + backward instead of inference')
+    p.add_argument('--compile', action='store_true', help='torch.compile the model before timing')
+    p.add_argument('--warmup', type=int, default=3, help='untimed calls first (default 3)')
+    p.add_argument('--iters', type=int, default=10, help='timed calls (default 10)')
+    p.add_argument('--img-size', type=int, default=None, help='override the default input side')
+    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    p.add_argument('--no-speed', action='store_true', help='params, GMACs and activations only')
+    p.add_argument('--csv'), p.add_argument('--json'), p.add_argument('--plot', help='Pareto chart (PNG)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser('weights', help='convert official checkpoints and publish them')
+    wsub = p.add_subparsers(dest='weights_command', required=True)
+    c = wsub.add_parser('convert', help="write timm's Hub layout (safetensors, config, card)")
+    c.add_argument('model', help='model.tag, e.g. inception_resnet_v1_facenet.vggface2')
+    c.add_argument('--checkpoint', required=True, help='the official checkpoint file')
+    c.add_argument('--out', required=True, help='output folder')
+    c.set_defaults(func=_cmd_weights_convert)
+    u = wsub.add_parser('push', help='upload a converted folder to the Hugging Face Hub')
+    u.add_argument('folder')
+    u.add_argument('--repo', required=True, help='ORG/NAME')
+    u.add_argument('--dry-run', action='store_true', help='check the folder and print what would be uploaded')
+    u.add_argument('--private', action='store_true')
+    u.set_defaults(func=_cmd_weights_push)
+
+    for ep in entry_points(group='zoo.commands'):
+        try:
+            ep.load()(sub)
+        except ImportError as e:  # an optional extra is missing: only its verbs go
+            sub.add_parser(ep.name, help=f'unavailable: {e}').set_defaults(
+                func=lambda args, e=e, name=ep.name: _unavailable(name, e))
+    return parser
+
+
+def _unavailable(name: str, error: Exception) -> int:
+    print(f"error: `zoo {name}` needs an optional extra that is not installed ({error}).", file=sys.stderr)
+    return 2
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
+    args = build_parser().parse_args(argv)
+    from zoo.hub import WeightsError
+    try:
+        return args.func(args)
+    except WeightsError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
