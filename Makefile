@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/zoo bench --csv bench.csv --plot bench.png
+	$(VENV)/bin/zoo bench --batch-size 1 8 --channels-last --csv bench.csv --plot bench.png
 
 test: $(VENV)/.installed-test
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)

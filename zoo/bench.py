@@ -37,6 +37,7 @@ class BenchResult:
     layout: str = 'nchw'
     batch: int = 1
     compiled: bool = False
+    fused: bool = False
     latency_ms: float = float('nan')
     throughput: float = float('nan')
     params: int = 0
@@ -132,8 +133,13 @@ def run(
         img_size: Optional[int] = None,
         speed: bool = True,
         progress: bool = True,
+        fuse: bool = False,
 ) -> List[BenchResult]:
-    """Measure every model in `names`: one row per model x layout x batch size."""
+    """Measure every model in `names`: one row per model x layout x batch size.
+
+    `fuse` times the model after `timm.utils.reparameterize_model` (BatchNorm folding, merged branches)
+    for inference; params and GMACs are always those of the model as defined.
+    """
     from tqdm.auto import tqdm
     from zoo.models import family_of
 
@@ -154,6 +160,9 @@ def run(
             results.append(BenchResult(**base))
             bar.update()
             continue
+        if fuse and not train:
+            from timm.utils import reparameterize_model
+            model = reparameterize_model(model, inplace=True)
         for cl in layouts:
             for bs in batch_sizes:
                 latency, throughput = bench_model(
@@ -161,7 +170,7 @@ def run(
                     img_size=img_size)
                 results.append(BenchResult(
                     **base, mode='train' if train else 'infer', layout='channels_last' if cl else 'nchw',
-                    batch=bs, compiled=compile, latency_ms=latency, throughput=throughput))
+                    batch=bs, compiled=compile, fused=fuse and not train, latency_ms=latency, throughput=throughput))
                 bar.update()
             model = model.to(memory_format=torch.contiguous_format)
     bar.close()
@@ -171,7 +180,7 @@ def run(
 _COLUMNS = (
     ('model', 'model', '{}'), ('params_m', 'params (M)', '{:.2f}'), ('gmacs', 'GMACs', '{:.3f}'),
     ('acts_m', 'acts (M)', '{:.2f}'), ('input', 'input', '{}'), ('mode', 'mode', '{}'), ('layout', 'layout', '{}'),
-    ('batch', 'batch', '{}'), ('latency_ms', 'latency (ms)', '{:.1f}'), ('throughput', 'samples/s', '{:.1f}'),
+    ('fused', 'fused', '{}'), ('batch', 'batch', '{}'), ('latency_ms', 'latency (ms)', '{:.1f}'), ('throughput', 'samples/s', '{:.1f}'),
 )
 
 

@@ -88,7 +88,7 @@ def _cmd_bench(args) -> int:
     results = bench.run(
         names, batch_sizes=args.batch_size, channels_last=args.channels_last, train=args.train,
         compile=args.compile, warmup=args.warmup, iters=args.iters, img_size=args.img_size,
-        speed=not args.no_speed, progress=not args.quiet)
+        speed=not args.no_speed, progress=not args.quiet, fuse=args.fuse)
     print(bench.format_table(results))
     if args.csv:
         bench.write_csv(results, args.csv)
@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--channels-last', action='store_true', help='time channels_last besides NCHW')
     p.add_argument('--train', action='store_true', help='time forward + backward instead of inference')
     p.add_argument('--compile', action='store_true', help='torch.compile the model before timing')
+    p.add_argument('--fuse', action='store_true',
+                   help='time inference after timm.utils.reparameterize_model (BatchNorm folding, merged branches)')
     p.add_argument('--warmup', type=int, default=3, help='untimed calls first (default 3)')
     p.add_argument('--iters', type=int, default=10, help='timed calls (default 10)')
     p.add_argument('--img-size', type=int, default=None, help='override the default input side')

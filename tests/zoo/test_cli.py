@@ -23,7 +23,7 @@ def test_info(capsys):
 
 
 def test_bench(capsys, tmp_path):
-    args = ['bench', '--models', 'inception_resnet_v1_facenet', '--batch-size', '1', '--channels-last',
+    args = ['bench', '--models', 'inception_resnet_v1_facenet', '--batch-size', '1', '--channels-last', '--fuse',
             '--warmup', '0', '--iters', '1', '--img-size', '96', '--quiet', '--csv', str(tmp_path / 'b.csv'),
             '--json', str(tmp_path / 'b.json'), '--plot', str(tmp_path / 'b.png')]
     assert main(args) == 0

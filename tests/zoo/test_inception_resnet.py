@@ -95,3 +95,23 @@ def test_too_small_input_is_a_clear_error():
         model(torch.randn(1, 3, 74, 128))
     with pytest.raises(ValueError, match='B x C x H x W'):
         model(torch.randn(3, 128, 128))
+
+
+@pytest.mark.parametrize('name', ['inception_resnet_v1', 'inception_resnet_v1_facenet'])
+def test_reparameterized_model_matches_and_scripts(name):
+    from timm.utils import reparameterize_model
+    model = timm.create_model(name).eval()
+    for module in model.modules():  # non-trivial BatchNorm statistics, so folding them is tested
+        if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+    fused = reparameterize_model(model)
+    assert fused.repeat[0].heads is not None and fused.repeat[0].scale == 1.0
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        ref = model(x)
+        torch.testing.assert_close(fused(x), ref, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(torch.jit.script(fused)(x), ref, atol=1e-4, rtol=1e-4)
+        fused = fused.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(fused(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-4, rtol=1e-4)

