@@ -13,3 +13,16 @@ def requires_manifests():
     return pytest.mark.skipif(
         not (fixtures_root() / 'manifests').is_dir(),
         reason=f'no manifests under {fixtures_root()} (set ZOO_FIXTURES)')
+
+
+def to_facenet_names(state_dict):
+    """Our Inception-ResNet-v1 keys renamed as facenet-pytorch saves them (the official release layout)."""
+    renames = (('repeat_2.', 'repeat_3.'), ('repeat_1.', 'repeat_2.'), ('repeat.', 'repeat_1.'), ('classif.', 'logits.'))
+    out = {}
+    for key, value in state_dict.items():
+        for ours, theirs in renames:
+            if key.startswith(ours):
+                key = theirs + key[len(ours):]
+                break
+        out[key] = value
+    return out

@@ -4,7 +4,7 @@ import timm
 import torch
 
 import zoo
-from tests.helpers import requires_fixture, requires_manifests
+from tests.helpers import requires_fixture, requires_manifests, to_facenet_names
 from zoo.models.inception_resnet import checkpoint_filter_fn
 from zoo.testing import assert_matches_fixture, manifest_param_count, manifest_state_dict
 
@@ -57,8 +57,7 @@ def test_manifest_loads_strictly_with_exact_params(manifest):
 def test_filter_accepts_wrappers_prefixes_and_own_files():
     model = timm.create_model('inception_resnet_v1_facenet', num_classes=5)
     ours = model.state_dict()
-    facenet = {k.replace('repeat_2.', 'repeat_3.').replace('repeat_1.', 'repeat_2.')
-               .replace('repeat.', 'repeat_1.').replace('classif.', 'logits.'): v for k, v in ours.items()}
+    facenet = to_facenet_names(ours)
     assert 'repeat_3.0.conv2d.weight' in facenet and 'logits.weight' in facenet
     for wrapped in (facenet, {'state_dict': facenet}, {'model': {'module.' + k: v for k, v in facenet.items()}}):
         assert checkpoint_filter_fn(wrapped, model).keys() == ours.keys()

@@ -6,6 +6,7 @@ import timm
 import torch
 
 import zoo
+from tests.helpers import to_facenet_names
 from zoo.hub import WeightsError
 from zoo.weights import load_manifest, pretrained_tags, push, convert
 
@@ -29,9 +30,7 @@ def test_manifest_and_pretrained_tags_match_both_ways():
 def test_convert_then_load_local_dir_and_push_dry_run(tmp_path):
     official = tmp_path / 'official.pt'
     src = timm.create_model('inception_resnet_v1_facenet.vggface2').eval()
-    renamed = {k.replace('repeat_2.', 'repeat_3.').replace('repeat_1.', 'repeat_2.').replace('repeat.', 'repeat_1.')
-               .replace('classif.', 'logits.'): v for k, v in src.state_dict().items()}
-    torch.save(renamed, official)  # the facenet-pytorch release layout
+    torch.save(to_facenet_names(src.state_dict()), official)  # the facenet-pytorch release layout
     out = tmp_path / 'out'
     digest = convert('inception_resnet_v1_facenet.vggface2', official, out)
     assert len(digest) == 64
