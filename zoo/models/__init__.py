@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import timm
 from timm.models import model_entrypoint
 
+# one import per family module (importing registers its models with timm)
 from zoo.models import inception_resnet
 
 
@@ -21,6 +22,7 @@ class Family:
 
 FAMILIES: Dict[str, Family] = {
     'inception': Family(inception_resnet.__name__, ('inception_resnet_v2', 'inception_v4')),
+    # one entry per family module
 }
 
 
