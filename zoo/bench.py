@@ -59,12 +59,21 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _sdpa_macs(inputs, outputs) -> int:
+    """fvcore handle for scaled_dot_product_attention: q @ k^T and attn @ v, as the explicit matmuls count."""
+    from fvcore.nn.jit_handles import get_shape
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    batch = math.prod(q[:-2])
+    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
 def count_macs(model: torch.nn.Module, inputs: Tuple) -> Tuple[float, float]:
-    """(GMACs, activations in millions) for one call, by fvcore."""
+    """(GMACs, activations in millions) for one call, by fvcore (fused attention counted as its matmuls)."""
     from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
     model = model.eval()
     with torch.no_grad():
         flops = FlopCountAnalysis(model, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        flops.set_op_handle('aten::scaled_dot_product_attention', _sdpa_macs)
         acts = ActivationCountAnalysis(model, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         return flops.total() / 1e9, acts.total() / 1e6
 

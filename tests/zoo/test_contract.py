@@ -2,6 +2,7 @@
 import pytest
 import timm
 import torch
+from timm.layers import DropPath
 
 import zoo
 
@@ -161,9 +162,11 @@ def test_torchscript(name):
 @pytest.mark.parametrize('name', MODELS)
 def test_grad_checkpointing_matches(name):
     model = _create(name).train()
-    for module in model.modules():  # dropout off, batch statistics still used
+    for module in model.modules():  # dropout and stochastic depth off, batch statistics still used
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
+        if isinstance(module, DropPath):
+            module.drop_prob = 0.0
     x = _test_input(model)
     out = model(x)
     model.set_grad_checkpointing(True)
