@@ -98,3 +98,16 @@ def test_reset_classifier_uses_final_width():
     model = timm.create_model('emov2_2m')
     model.reset_classifier(10)
     assert model.head.in_features == 200
+
+
+@requires_fixture('emov2_1m')
+def test_official_release_file_loads_offline_from_torch_hub_cache():
+    from zoo.hub import url_cache_path
+    from zoo.testing import load_fixture, relative_error
+    fx = load_fixture('emov2_1m')
+    path = url_cache_path(timm.models.get_pretrained_cfg('emov2_1m.in1k_kd').url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(fx['state_dict'], path)  # the official file layout (bare state_dict, official names)
+    model = timm.create_model('emov2_1m.in1k_kd', pretrained=True).eval()
+    with torch.inference_mode():
+        assert relative_error(model(fx['inputs']['x']), fx['expected']['logits']) <= 1e-4
