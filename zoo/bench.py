@@ -21,7 +21,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import timm
 import torch
 
-__all__ = ['BenchResult', 'example_inputs', 'count_params', 'count_macs', 'bench_model', 'run', 'format_table',
+__all__ = ['BenchResult', 'example_inputs', 'to_channels_last', 'count_params', 'count_macs', 'bench_model', 'run', 'format_table',
            'write_csv', 'write_json', 'plot_pareto']
 
 
@@ -78,6 +78,16 @@ def count_macs(model: torch.nn.Module, inputs: Tuple) -> Tuple[float, float]:
         return flops.total() / 1e9, acts.total() / 1e6
 
 
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """channels_last for 4-D weights and channels_last_3d for 5-D ones (a video model may hold both)."""
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() in fmt:
+                p.data = p.data.contiguous(memory_format=fmt[p.dim()])
+    return model
+
+
 def _to_layout(inputs: Tuple, channels_last: bool) -> Tuple:
     if not channels_last:
         return inputs
@@ -111,7 +121,7 @@ def bench_model(
     """(latency ms, samples/s) of `model` at `batch_size`."""
     inputs = _to_layout(example_inputs(model, batch_size, img_size), channels_last)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     fn = torch.compile(model) if compile else model
     if train:
         model.train()

@@ -14,6 +14,7 @@ Loading itself is timm's (`build_model_with_cfg` -> `load_pretrained`) and huggi
   saved from DataParallel (`module.`) or `torch.compile` (`_orig_mod.`).
 """
 import contextlib
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -185,8 +186,13 @@ def build_model(
     tag = _tag(variant, cfg)
     if pretrained:
         _preflight(tag, cfg, kwargs.get('cache_dir'))
+    # timm reads in_chans from a 3-D (C, H, W) input_size; video cfgs are (C, T, H, W): build with the
+    # image view of it, then give the model its full cfg back
+    input_size = tuple(cfg.input_size)
+    if len(input_size) != 3:
+        cfg = dataclasses.replace(cfg, input_size=(input_size[0], *input_size[-2:]))
     with _load_errors(tag, cfg):
-        return build_model_with_cfg(
+        model = build_model_with_cfg(
             model_cls,
             variant,
             pretrained,
@@ -194,3 +200,9 @@ def build_model(
             pretrained_filter_fn=pretrained_filter_fn,
             **kwargs,
         )
+    if len(input_size) != 3:
+        for module in (model, getattr(model, 'model', None)):
+            for attr in ('pretrained_cfg', 'default_cfg'):
+                if isinstance(getattr(module, attr, None), dict):
+                    getattr(module, attr)['input_size'] = input_size
+    return model

@@ -13,6 +13,7 @@ from timm.models import model_entrypoint
 # one import per family module (importing registers its models with timm)
 from zoo.models import inception_resnet
 from zoo.models import emov2
+from zoo.models import p3d
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Family:
 FAMILIES: Dict[str, Family] = {
     'inception': Family(inception_resnet.__name__, ('inception_resnet_v2', 'inception_v4')),
     'emov2': Family(emov2.__name__),
+    'p3d': Family(p3d.__name__),
     # one entry per family module
 }
 
