@@ -14,6 +14,8 @@ from timm.models import model_entrypoint
 from zoo.models import inception_resnet
 from zoo.models import emov2
 from zoo.models import p3d
+from zoo.models import ninformer
+from zoo.models import raftmlp
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ FAMILIES: Dict[str, Family] = {
     'inception': Family(inception_resnet.__name__, ('inception_resnet_v2', 'inception_v4')),
     'emov2': Family(emov2.__name__),
     'p3d': Family(p3d.__name__),
+    'raftmlp': Family(raftmlp.__name__),
+    'ninformer': Family(ninformer.__name__),
     # one entry per family module
 }
 
