@@ -1,4 +1,4 @@
-"""The `zoo` command: list, info, bench, weights; heads add verbs through the `zoo.commands` entry points.
+"""The `zoo` command: list, info, bench, weights, sample; heads add verbs through the `zoo.commands` entry points.
 
 An entry point in the `zoo.commands` group names a function `register(subparsers)` that adds its verbs.
 Each is loaded only when the parser is built and a failing import (a missing optional extra) costs
@@ -101,7 +101,10 @@ def _cmd_bench(args) -> int:
 
 def _cmd_weights_convert(args) -> int:
     from zoo.weights import convert
-    digest = convert(args.model, Path(args.checkpoint), Path(args.out))
+    if args.trust_pickle:
+        print(f'warning: --trust-pickle: unpickling {args.checkpoint} runs the code it carries', file=sys.stderr)
+    digest = convert(args.model, Path(args.checkpoint), Path(args.out), trust_pickle=args.trust_pickle,
+                     code_path=args.code_path)
     print(f'wrote {args.out}/model.safetensors, config.json, README.md')
     print(f'sha256 {digest}  model.safetensors')
     return 0
@@ -112,6 +115,55 @@ def _cmd_weights_push(args) -> int:
     files = push(Path(args.folder), args.repo, dry_run=args.dry_run, private=args.private)
     verb = 'would upload' if args.dry_run else 'uploaded'
     print(f'{verb} {", ".join(files)} to https://huggingface.co/{args.repo}')
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    import timm
+    from zoo import diffusion
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overlay = dict(file=args.checkpoint) if args.checkpoint else None
+    model = timm.create_model(args.model, pretrained=bool(args.checkpoint), pretrained_cfg_overlay=overlay)
+    if not hasattr(model, 'sigma_data'):
+        print(f"error: '{args.model}' is not a diffusion denoiser; `zoo sample` runs EDM denoisers (lego_*).",
+              file=sys.stderr)
+        return 2
+    if not args.checkpoint:
+        print('warning: no --checkpoint: sampling a randomly initialised model', file=sys.stderr)
+    model = model.to(args.device).eval()
+    schedule = None
+    if args.skip_bricks:
+        try:
+            schedule = diffusion.BrickSchedule.skip_top(model.num_bricks, args.skip_ratio, args.skip_bricks)
+        except ValueError as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 2
+    seeds = list(range(args.seed, args.seed + args.num))
+    try:
+        samples = diffusion.generate(
+            model, seeds, class_idx=args.class_idx, img_size=args.img_size, device=args.device, num_steps=args.steps,
+            cfg_scale=args.cfg_scale, schedule=schedule)
+    except ValueError as e:  # a class or guidance for an unconditional model, a bad size or step count
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    if samples.shape[1] == 4:  # SD-VAE latents x 0.18215
+        if args.vae:
+            try:
+                from diffusers.models import AutoencoderKL
+            except ImportError:
+                print('error: --vae needs diffusers (pip install diffusers)', file=sys.stderr)
+                return 2
+            vae = AutoencoderKL.from_pretrained(args.vae).to(args.device)
+            with torch.no_grad():
+                samples = vae.decode((samples / 0.18215).float()).sample
+        else:
+            print('note: latent model without --vae: the grid shows latent channels 0-2 (halved), not images',
+                  file=sys.stderr)
+            samples = (samples[:, :3] / 2).clamp(-1, 1)
+    diffusion.save_grid(samples.float(), args.out)
+    print(f'wrote {args.out}: {len(seeds)} samples, seeds {seeds[0]}-{seeds[-1]}, {args.steps} steps')
     return 0
 
 
@@ -150,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('model', help='model.tag, e.g. inception_resnet_v1_facenet.vggface2')
     c.add_argument('--checkpoint', required=True, help='the official checkpoint file')
     c.add_argument('--out', required=True, help='output folder')
+    c.add_argument('--trust-pickle', action='store_true',
+                   help='unpickle a checkpoint that carries code (e.g. LEGO/EDM .pkl): RUNS THAT CODE; '
+                        'trusted files only')
+    c.add_argument('--code-path', action='append', default=[], metavar='DIR',
+                   help='folder with the modules such a pickle imports (e.g. the official repo), for that load only')
     c.set_defaults(func=_cmd_weights_convert)
     u = wsub.add_parser('push', help='upload a converted folder to the Hugging Face Hub')
     u.add_argument('folder')
@@ -157,6 +214,24 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument('--dry-run', action='store_true', help='check the folder and print what would be uploaded')
     u.add_argument('--private', action='store_true')
     u.set_defaults(func=_cmd_weights_push)
+
+    p = sub.add_parser('sample', help='sample an image grid from a diffusion denoiser (EDM Heun, guidance, skipping)')
+    p.add_argument('model', help='e.g. lego_s_pg_64')
+    p.add_argument('--checkpoint', help='weights file (converted safetensors); none: random init')
+    p.add_argument('--steps', type=int, default=18, help='Heun steps (default 18)')
+    p.add_argument('--class', dest='class_idx', type=int, default=None,
+                   help='class index (default: a random class per seed)')
+    p.add_argument('--num', type=int, default=16, help='samples (default 16)')
+    p.add_argument('--seed', type=int, default=0, help='first seed; sample k uses seed + k')
+    p.add_argument('--cfg-scale', type=float, default=None, help='classifier-free guidance scale (default off)')
+    p.add_argument('--skip-bricks', type=int, default=0, help='drop this many top bricks in the late steps')
+    p.add_argument('--skip-ratio', type=float, default=0.6, help='steps after this fraction skip (default 0.6)')
+    p.add_argument('--img-size', type=int, default=None, help='sample side (default: the model\'s)')
+    p.add_argument('--vae', help='diffusers AutoencoderKL (id or folder) to decode latent models')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    p.add_argument('--out', required=True, help='PNG grid to write')
+    p.set_defaults(func=_cmd_sample)
 
     for ep in entry_points(group='zoo.commands'):
         try:

@@ -4,23 +4,29 @@
 the family's `checkpoint_filter_fn` and writes `model.safetensors`, `config.json` (timm's layout, so
 `timm.create_model('local-dir:DIR')` and `hf-hub:ORG/NAME` load it) and a `README.md` model card.
 `zoo weights push DIR --repo ORG/NAME` uploads such a folder with huggingface_hub.
+
+Checkpoints that are pickles of code (not just tensors), such as EDM's / LEGO's `.pkl` files, are refused:
+unpickling them runs whatever code they carry. `--trust-pickle` (`convert(..., trust_pickle=True)`) unpickles
+one anyway, in this process, for a file you trust; `--code-path DIR` puts the code it needs (e.g. the
+official repository with `dnnlib` and `torch_utils`) on the import path for that load only.
 """
 import json
 import string
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import timm
+import torch
 from timm.models._hub import save_for_hf
 
-from zoo.hub import WeightsError, sha256sum
+from zoo.hub import WeightsError, sha256sum, unwrap_state_dict
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / 'weights'
 MANIFEST = WEIGHTS_DIR / 'manifest.json'
 CARD_TEMPLATE = WEIGHTS_DIR / 'card_template.md'
 CONVERTED_FILES = ('model.safetensors', 'config.json', 'README.md')
 
-__all__ = ['load_manifest', 'pretrained_tags', 'convert', 'push', 'render_card']
+__all__ = ['load_manifest', 'pretrained_tags', 'convert', 'load_trusted_pickle', 'push', 'render_card']
 
 
 def load_manifest(path: Path = MANIFEST) -> Dict[str, Dict]:
@@ -62,12 +68,92 @@ def render_card(tag: str, model, sha256: str, entry: Optional[Dict] = None) -> s
     return string.Template(CARD_TEMPLATE.read_text()).substitute(values)
 
 
-def convert(tag: str, checkpoint: Path, out: Path) -> str:
-    """Write timm's Hub layout for `tag` from `checkpoint`; return the sha256 of model.safetensors."""
+PICKLE_RISK = (
+    "{checkpoint} is a pickle that carries code, not just tensors: loading it runs that code with your "
+    "permissions (it can do anything your account can). The zoo does not load such files by default. If you "
+    "trust the file and where it came from, convert it once with `zoo weights convert {tag} --checkpoint "
+    "{checkpoint} --out DIR --trust-pickle` (add `--code-path DIR` for the modules it imports, e.g. the official "
+    "repository's `dnnlib` and `torch_utils` for EDM / LEGO pickles), ideally in an isolated environment, and "
+    "load the safetensors it writes.")
+
+
+def _needs_code(error: BaseException) -> bool:
+    while error is not None:
+        msg = str(error)
+        if 'needs more than tensors' in msg or 'weights_only' in msg or 'Weights only load failed' in msg:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def load_trusted_pickle(checkpoint: Path, code_path: Sequence = ()) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint that needs code to unpickle. THIS RUNS THE CODE IN THE FILE: trusted files only.
+
+    Takes the module (or its state_dict) under 'ema' / 'model' / 'state_dict' / 'net', a pickled module, or a
+    dict of tensors. `code_path` folders are on the import path during the load only.
+    """
+    import pickle
+    import sys
+    import zipfile
+    added = [str(Path(p).resolve()) for p in code_path]
+    sys.path[:0] = added
+    try:
+        if zipfile.is_zipfile(checkpoint):
+            obj = torch.load(checkpoint, map_location='cpu', weights_only=False)
+        else:
+            with open(checkpoint, 'rb') as f:
+                obj = pickle.load(f)  # noqa: S301 -- the caller trusts this file (--trust-pickle)
+    except ModuleNotFoundError as e:
+        raise WeightsError(
+            f'{checkpoint} needs the module `{e.name}` of the code it was saved with (EDM / LEGO pickles need '
+            '`dnnlib` and `torch_utils` from the official repository): pass that folder with --code-path.') from e
+    finally:
+        for p in added:
+            sys.path.remove(p)
+    for key in ('ema', 'model', 'state_dict', 'net'):
+        if isinstance(obj, dict) and isinstance(obj.get(key), torch.nn.Module):
+            obj = obj[key]
+            break
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    state_dict = unwrap_state_dict(obj) if isinstance(obj, dict) else {}
+    tensors = {k: v.detach().cpu() for k, v in state_dict.items() if torch.is_tensor(v)}
+    if not tensors:
+        raise WeightsError(f'{checkpoint} unpickled, but holds no module or tensors to convert.')
+    return tensors
+
+
+def _load_into(tag: str, state_dict: Dict[str, torch.Tensor]):
+    """`tag`'s model with `state_dict` loaded strictly through its family's checkpoint_filter_fn."""
+    import sys
+    model = timm.create_model(tag)
+    filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
+    if filter_fn is not None:
+        state_dict = filter_fn(state_dict, model)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"Checkpoint does not fit '{tag}': {str(e)[:600]} Pick the matching model name.") from e
+    return model
+
+
+def convert(tag: str, checkpoint: Path, out: Path, trust_pickle: bool = False, code_path: Sequence = ()) -> str:
+    """Write timm's Hub layout for `tag` from `checkpoint`; return the sha256 of model.safetensors.
+
+    A checkpoint that needs code to load is refused unless `trust_pickle` (see `load_trusted_pickle`).
+    """
     checkpoint, out = Path(checkpoint), Path(out)
     if not checkpoint.is_file():
         raise WeightsError(f'Checkpoint not found: {checkpoint}')
-    model = timm.create_model(tag, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)))
+    if trust_pickle:
+        model = _load_into(tag, load_trusted_pickle(checkpoint, code_path))
+    else:
+        try:
+            model = timm.create_model(tag, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)))
+        except WeightsError as e:
+            if _needs_code(e):
+                raise WeightsError(PICKLE_RISK.format(checkpoint=checkpoint, tag=tag)) from e
+            raise
     out.mkdir(parents=True, exist_ok=True)
     save_for_hf(model, str(out), safe_serialization=True)
     digest = sha256sum(out / 'model.safetensors')

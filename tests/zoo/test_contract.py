@@ -10,6 +10,12 @@ from zoo.bench import to_channels_last
 MODELS = zoo.zoo_models()
 # Families whose official design cannot be scripted list their models here, with the reason.
 NOT_SCRIPTABLE = {}
+# Models that are not image classifiers skip the classifier-specific tests (logits shape, head split and reset,
+# in_chans with a new head), with the reason; the shared tests feed them their own `example_inputs(batch_size)`.
+NOT_CLASSIFIERS = {
+    **{m: 'diffusion denoiser: forward(x, sigma, class_labels) returns the denoised x, there is no classifier head '
+          '(tests/zoo/test_lego.py covers its forward, backward and in_chans)' for m in zoo.zoo_models('lego_*')},
+}
 # Models too big to run on this CPU in a test are built on the meta device and checked for structure.
 MAX_TEST_PARAMS = 150e6
 MAX_TEST_SIDE = 160
@@ -23,6 +29,13 @@ def _test_input(model) -> torch.Tensor:
         side = MAX_TEST_SIDE if len(spatial) == 2 else MAX_TEST_SIDE_VIDEO
         spatial = spatial[:-2] + [min(s, side) for s in spatial[-2:]]
     return torch.randn(2, chans, *spatial)
+
+
+def _test_inputs(model) -> tuple:
+    """The model's own example inputs where it defines them (e.g. a denoiser's x, sigma, labels), else one batch."""
+    if hasattr(model, 'example_inputs'):
+        return tuple(model.example_inputs(2))
+    return (_test_input(model),)
 
 
 def _num_params(name) -> int:
@@ -50,7 +63,7 @@ def test_builds_on_meta_device(name):
     assert all(p.device.type == 'meta' for p in model.parameters())
 
 
-@pytest.mark.parametrize('name', MODELS)
+@pytest.mark.parametrize('name', [m for m in MODELS if m not in NOT_CLASSIFIERS])
 def test_forward_backward(name):
     model = _create(name)
     model.train()
@@ -63,7 +76,7 @@ def test_forward_backward(name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize('name', MODELS)
+@pytest.mark.parametrize('name', [m for m in MODELS if m not in NOT_CLASSIFIERS])
 def test_features_head_split_and_reset_classifier(name):
     model = _create(name).eval()
     x = _test_input(model)
@@ -94,20 +107,23 @@ def test_pretrained_cfg(name):
     params = dict(model.named_parameters())
     for key in ('input_size', 'mean', 'std', 'crop_pct', 'interpolation', 'license', 'first_conv', 'classifier',
                 'paper_ids', 'origin_url'):
-        assert cfg.get(key) is not None, f'{name}: pretrained_cfg lacks {key}'
+        assert cfg.get(key) is not None or (key == 'classifier' and name in NOT_CLASSIFIERS), \
+            f'{name}: pretrained_cfg lacks {key}'
     assert len(cfg['mean']) == len(cfg['std']) == cfg['input_size'][0]
     assert 0 < cfg['crop_pct'] <= 1
     first_convs = cfg['first_conv'] if isinstance(cfg['first_conv'], (list, tuple)) else [cfg['first_conv']]
     for conv in first_convs:
         assert conv + '.weight' in params, f'{name}: first_conv {conv} is not a parameter'
-        assert params[conv + '.weight'].shape[1] == cfg['input_size'][0]
+        in_chs = params[conv + '.weight'].shape[1]  # a denoiser's stem may see more (LEGO: 2 coordinate channels)
+        assert in_chs == cfg['input_size'][0] or (name in NOT_CLASSIFIERS and in_chs > cfg['input_size'][0])
     classifiers = cfg['classifier'] if isinstance(cfg['classifier'], (list, tuple)) else [cfg['classifier']]
+    classifiers = [] if name in NOT_CLASSIFIERS else classifiers
     for head in classifiers:
         assert head + '.weight' in params, f'{name}: classifier {head} is not a parameter'
         assert params[head + '.weight'].shape[0] == cfg['num_classes'] == model.num_classes
 
 
-@pytest.mark.parametrize('name', MODELS)
+@pytest.mark.parametrize('name', [m for m in MODELS if m not in NOT_CLASSIFIERS])
 def test_in_chans(name):
     model = _create(name, in_chans=1, num_classes=3).eval()
     x = _test_input(model)[:, :1]
@@ -156,10 +172,10 @@ def test_features_only_and_intermediates(name):
 @pytest.mark.parametrize('name', [m for m in MODELS if m not in NOT_SCRIPTABLE])
 def test_torchscript(name):
     model = _create(name).eval()
-    x = _test_input(model)
+    inputs = _test_inputs(model)
     scripted = torch.jit.script(model)
     with torch.inference_mode():
-        torch.testing.assert_close(scripted(x), model(x))
+        torch.testing.assert_close(scripted(*inputs), model(*inputs))
 
 
 @pytest.mark.parametrize('name', MODELS)
@@ -170,20 +186,20 @@ def test_grad_checkpointing_matches(name):
             module.p = 0.0
         if isinstance(module, DropPath):
             module.drop_prob = 0.0
-    x = _test_input(model)
-    out = model(x)
+    inputs = _test_inputs(model)
+    out = model(*inputs)
     model.set_grad_checkpointing(True)
-    torch.testing.assert_close(model(x), out)
+    torch.testing.assert_close(model(*inputs), out)
 
 
 @pytest.mark.parametrize('name', MODELS)
 def test_channels_last_matches(name):
     model = _create(name).eval()
-    x = _test_input(model)
+    x, *rest = _test_inputs(model)
     with torch.inference_mode():
-        ref = model(x)
+        ref = model(x, *rest)
         model = to_channels_last(model)
-        out = model(x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d))
+        out = model(x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d), *rest)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
@@ -194,7 +210,7 @@ NOT_FX_TRACEABLE = {}
 @pytest.mark.parametrize('name', [m for m in MODELS if m not in NOT_FX_TRACEABLE])
 def test_fx_trace(name):
     model = _create(name).eval()
-    x = _test_input(model)
+    inputs = _test_inputs(model)
     traced = torch.fx.symbolic_trace(model)
     with torch.inference_mode():
-        torch.testing.assert_close(traced(x), model(x))
+        torch.testing.assert_close(traced(*inputs), model(*inputs))
