@@ -5,6 +5,7 @@ import pytest
 import timm
 import torch
 
+import segmentation
 import zoo
 from tests.helpers import to_facenet_names
 from zoo.hub import WeightsError
@@ -14,7 +15,7 @@ REQUIRED = ('hub_repo', 'file', 'sha256', 'source_url', 'license', 'metric')
 
 
 def test_manifest_and_pretrained_tags_match_both_ways():
-    tags = set(pretrained_tags(zoo.zoo_models()))
+    tags = set(pretrained_tags(zoo.zoo_models() + segmentation.segmentation_models()))
     manifest = load_manifest()
     assert tags, 'no pretrained tags found'
     assert tags == set(manifest), f'without manifest entry: {tags - set(manifest)}; stale: {set(manifest) - tags}'

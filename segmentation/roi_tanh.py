@@ -1,0 +1,387 @@
+"""RoI Tanh-polar, Tanh-Cartesian and Tanh-circular warps, their restores, and the polar <-> Cartesian
+conversions between warped maps.
+
+Paper: "RoI Tanh-polar Transformer Network for Face Parsing in the Wild", Y. Lin, J. Shen, Y. Wang,
+M. Pantic, Image and Vision Computing 112 (2021), arXiv:2102.02717.
+Official code: https://github.com/hhj1897/roi_tanh_warping (commit 5d953d3c, `ibug/roi_tanh_warping/
+pytorch_impl.py`), MIT license. The math (see `specs/roi_tanh_rtnet.md`) is the official one; the code is ours.
+
+A warp maps a face box (x1, y1, x2, y2) of an image onto a fixed-size map. The Tanh-Cartesian warp
+samples ``centre + Rot(a) (w/2 atanh(u), h/2 atanh(v))`` on a pixel-centre grid (u, v) in (-1, 1), so
+the box fills the middle ``tanh(1) = 76%`` of the map and the whole image is squeezed into the rest.
+The Tanh-polar warp does the same along the radius of an ellipse of the box's area: column j is the
+radius ``atanh(j / W)``, row i the angle ``2 pi i / H`` (row 0 along +x, clockwise on screen); with
+``keep_aspect_ratio`` the angle is the true polar angle and the radius is scaled by the ellipse's radius
+in that direction. The restores invert the warps; restoring a polar map pads it by one row circularly
+(top, bottom) and one replicated column on the left first, as the official code does.
+
+Differences from the official code (none change its numbers beyond float rounding):
+  * grids are built in closed form for the whole batch (no per-roi Python loop) and always in at
+    least float32 (``atanh`` near 1 amplifies rounding); half / bfloat16 maps are sampled in float32
+    and the result cast back (a low-precision grid would misplace samples);
+  * sample positions use ``arange(n) / n`` rather than ``arange(0, 1, 1 / n)``, which returns n + 1
+    values for some sizes (49, 61, 98, ...) and crashes the official code;
+  * warps take an optional ``image_index`` ([N] ints, like torchvision's RoIAlign batch index): several
+    faces of one image are warped from that image without copying it per face; all faces of all images
+    still go through one ``grid_sample`` call (each image's faces are stacked along the grid's height).
+    Without it, ``images`` has one image per roi (the official API) or a single image for all rois.
+
+Everything is differentiable with respect to the images, the warped maps and the rois.
+"""
+import math
+from typing import Callable, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    'make_square_rois',
+    'roi_tanh_warp', 'roi_tanh_restore',
+    'roi_tanh_polar_warp', 'roi_tanh_polar_restore',
+    'roi_tanh_circular_warp', 'roi_tanh_circular_restore',
+    'roi_tanh_polar_to_roi_tanh', 'roi_tanh_to_roi_tanh_polar',
+    'get_warp_func', 'get_restore_func',
+    'polar_to_cartesian_grid', 'cartesian_to_polar_grid', 'pad_polar_map', 'grid_sample',
+]
+
+Offsets = Union[float, torch.Tensor]
+_EPS = 1e-9
+_SQRT_PI = math.sqrt(math.pi)
+
+
+def _atanh(x: torch.Tensor) -> torch.Tensor:
+    """atanh that stays finite at and beyond 1 (values there are far outside any image)."""
+    return 0.5 * torch.log((1.0 + x) / (1.0 - x).clamp_min(_EPS))
+
+
+def _norm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """sqrt(x^2 + y^2) with a finite gradient (zero) at the origin."""
+    sq = x ** 2 + y ** 2
+    pos = sq > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+
+
+def _angle(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """atan2(y, x), 0 at the origin with a finite gradient there."""
+    origin = (x == 0) & (y == 0)
+    return torch.where(origin, torch.zeros_like(x), torch.atan2(y, torch.where(origin, torch.ones_like(x), x)))
+
+
+def _grid_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _grid_sample(maps: torch.Tensor, grid: torch.Tensor, interpolation: str, padding: str) -> torch.Tensor:
+    """grid_sample with align_corners=True; half / bfloat16 maps are sampled in float32 (a low-precision
+    grid would misplace samples by up to ~1/256 of the map) and the result cast back."""
+    if maps.dtype in (torch.float16, torch.bfloat16):
+        out = F.grid_sample(maps.float(), grid.float(), mode=interpolation, padding_mode=padding, align_corners=True)
+        return out.to(maps.dtype)
+    return F.grid_sample(maps, grid.to(maps.dtype), mode=interpolation, padding_mode=padding, align_corners=True)
+
+
+def _roi_geometry(rois: torch.Tensor, dtype: torch.dtype) -> Tuple[torch.Tensor, ...]:
+    """Centre x, centre y, width, height of every roi, each [N, 1, 1] for broadcasting over a grid."""
+    rois = rois[:, :4].to(dtype)
+    x1, y1, x2, y2 = (rois[:, i].view(-1, 1, 1) for i in range(4))
+    return (x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1, y2 - y1
+
+
+def _cos_sin(angular_offsets: Offsets, n: int, dtype, device) -> Tuple[torch.Tensor, torch.Tensor]:
+    a = torch.as_tensor(angular_offsets, dtype=dtype, device=device).reshape(-1)
+    a = a.expand(n) if a.numel() == 1 else a
+    return a.cos().view(-1, 1, 1), a.sin().view(-1, 1, 1)
+
+
+def _pixel_centres(n: int, dtype, device) -> torch.Tensor:
+    """(2k + 1) / n - 1 for k < n: pixel centres of a side of n pixels in (-1, 1)."""
+    return (2.0 * torch.arange(n, dtype=dtype, device=device) + 1.0) / n - 1.0
+
+
+def _ellipse_scale(cos_t: torch.Tensor, sin_t: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor) -> torch.Tensor:
+    """Radius of the ellipse with semi-axes (rx, ry) in direction (cos, sin)."""
+    return rx * ry / torch.sqrt(ry ** 2 * cos_t ** 2 + rx ** 2 * sin_t ** 2)
+
+
+def _polar_offsets(w, h, width: int, height: int, keep_aspect_ratio: bool, dtype, device):
+    """Offsets from the roi centre (roi frame, before rotation) sampled by a tanh-polar map."""
+    rho = _atanh(torch.arange(width, dtype=dtype, device=device) / width).view(1, 1, -1)
+    theta = (2.0 * math.pi / height) * torch.arange(height, dtype=dtype, device=device).view(1, -1, 1)
+    cos_t, sin_t = theta.cos(), theta.sin()
+    rx, ry = w / _SQRT_PI, h / _SQRT_PI
+    if keep_aspect_ratio:
+        radius = rho * _ellipse_scale(cos_t, sin_t, rx, ry)
+        return radius * cos_t, radius * sin_t
+    return rx * rho * cos_t, ry * rho * sin_t
+
+
+def _circular_offsets(w, h, width: int, height: int, keep_aspect_ratio: bool, dtype, device):
+    u = _pixel_centres(width, dtype, device).view(1, 1, -1)
+    v = _pixel_centres(height, dtype, device).view(1, -1, 1)
+    r = torch.sqrt(u ** 2 + v ** 2)
+    cos_t, sin_t = u / r.clamp_min(_EPS), v / r.clamp_min(_EPS)
+    rho = _atanh(r)
+    rx, ry = w / _SQRT_PI, h / _SQRT_PI
+    if keep_aspect_ratio:
+        radius = rho * _ellipse_scale(cos_t, sin_t, rx, ry)
+        return radius * cos_t, radius * sin_t
+    return rx * rho * cos_t, ry * rho * sin_t
+
+
+def _cartesian_offsets(w, h, width: int, height: int, dtype, device):
+    u = _atanh(_pixel_centres(width, dtype, device)).view(1, 1, -1)
+    v = _atanh(_pixel_centres(height, dtype, device)).view(1, -1, 1)
+    return (w / 2.0) * u, (h / 2.0) * v
+
+
+def _polar_coords(dx, dy, w, h, keep_aspect_ratio: bool):
+    """(tanh radius in [0, 1), angle fraction in [0, 1)) of offsets (roi frame) for a tanh-polar map."""
+    rx, ry = w / _SQRT_PI, h / _SQRT_PI
+    if keep_aspect_ratio:
+        # |d| / (ellipse radius along d) = |(ry dx, rx dy)| / (rx ry)
+        rho = _norm(ry * dx, rx * dy) / (rx * ry)
+        theta = _angle(dy, dx)
+    else:
+        qx, qy = dx / rx, dy / ry
+        rho = _norm(qx, qy)
+        theta = _angle(qy, qx)
+    return torch.tanh(rho), torch.remainder(theta / (2.0 * math.pi), 1.0)
+
+
+def _pad_polar(maps: torch.Tensor) -> torch.Tensor:
+    """One row wrapped around at top and bottom (the angle), column 0 repeated once on the left."""
+    maps = torch.cat([maps[..., -1:, :], maps, maps[..., :1, :]], dim=-2)
+    return torch.cat([maps[..., :1], maps], dim=-1)
+
+
+def _polar_grid(radius: torch.Tensor, angle: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """grid_sample grid into a padded (`_pad_polar`) tanh-polar map of H x W from (radius in [0, 1),
+    angle fraction) [N, h, w]: column radius * W + 1 of W + 1, row angle * H + 1 of H + 2."""
+    gx = 2.0 * (radius * width + 1.0) / width - 1.0
+    gy = 2.0 * (angle * height + 1.0) / (height + 1.0) - 1.0
+    return torch.stack((gx, gy), dim=-1)
+
+
+def _centred_grid(tx: torch.Tensor, ty: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """grid_sample grid into an H x W map from (tx, ty) in (-1, 1) measured on pixel centres
+    (t = -1 / 1: the outer pixel edges)."""
+    gx = ((tx + 1.0) * width / 2.0 - 0.5) * (2.0 / max(width - 1, 1)) - 1.0
+    gy = ((ty + 1.0) * height / 2.0 - 0.5) * (2.0 / max(height - 1, 1)) - 1.0
+    return torch.stack((gx, gy), dim=-1)
+
+
+def _sample_polar(maps: torch.Tensor, radius: torch.Tensor, angle: torch.Tensor,
+                  interpolation: str, padding: str) -> torch.Tensor:
+    """Sample tanh-polar maps [N, C, H, W] at (radius in [0, 1), angle fraction) grids [N, h, w]."""
+    grid = _polar_grid(radius, angle, *maps.shape[-2:])
+    return _grid_sample(_pad_polar(maps), grid, interpolation, padding)
+
+
+def _sample_centred(maps: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor,
+                    interpolation: str, padding: str) -> torch.Tensor:
+    return _grid_sample(maps, _centred_grid(tx, ty, *maps.shape[-2:]), interpolation, padding)
+
+
+def polar_to_cartesian_grid(rois: torch.Tensor, polar_size: Tuple[int, int], target_size: Tuple[int, int],
+                            keep_aspect_ratio: bool = False, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The grid `roi_tanh_polar_to_roi_tanh` samples with: [N, Ht, Wt, 2] into the polar map of size
+    (H, W) after `pad_polar_map` (for reuse: it depends on the rois' sizes and the map sizes only)."""
+    _, _, w, h = _roi_geometry(rois, dtype)
+    dx, dy = _cartesian_offsets(w, h, target_size[1], target_size[0], dtype, device or rois.device)
+    dx, dy = torch.broadcast_tensors(dx, dy)
+    radius, angle = _polar_coords(dx, dy, w, h, keep_aspect_ratio)
+    return _polar_grid(radius, angle, *polar_size)
+
+
+def cartesian_to_polar_grid(rois: torch.Tensor, cartesian_size: Tuple[int, int], target_size: Tuple[int, int],
+                            keep_aspect_ratio: bool = False, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The grid `roi_tanh_to_roi_tanh_polar` samples with: [N, Ht, Wt, 2] into the Cartesian map."""
+    _, _, w, h = _roi_geometry(rois, dtype)
+    vx, vy = _polar_offsets(w, h, target_size[1], target_size[0], keep_aspect_ratio, dtype, device or rois.device)
+    return _centred_grid(torch.tanh(vx / (w / 2.0)), torch.tanh(vy / (h / 2.0)), *cartesian_size)
+
+
+def pad_polar_map(maps: torch.Tensor) -> torch.Tensor:
+    """A tanh-polar map padded as its samplers expect: one row wrapped at top and bottom, column 0
+    repeated on the left."""
+    return _pad_polar(maps)
+
+
+def grid_sample(maps: torch.Tensor, grid: torch.Tensor, interpolation: str = 'bilinear',
+                padding: str = 'zeros') -> torch.Tensor:
+    """`F.grid_sample(..., align_corners=True)`; half / bfloat16 maps are sampled in float32."""
+    return _grid_sample(maps, grid, interpolation, padding)
+
+
+def _image_offsets(rois, angular_offsets, width: int, height: int, dtype, device):
+    """Offsets of every image pixel from each roi centre, in the roi's rotated frame: [N, H, W] each."""
+    cx, cy, w, h = _roi_geometry(rois, dtype)
+    cos_a, sin_a = _cos_sin(angular_offsets, rois.shape[0], dtype, device)
+    px = torch.arange(width, dtype=dtype, device=device).view(1, 1, -1) - cx
+    py = torch.arange(height, dtype=dtype, device=device).view(1, -1, 1) - cy
+    return cos_a * px + sin_a * py, cos_a * py - sin_a * px, w, h
+
+
+def _sample_images(images: torch.Tensor, rois: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor,
+                   angular_offsets: Offsets, interpolation: str, padding: str,
+                   image_index: Optional[torch.Tensor]) -> torch.Tensor:
+    """Sample at centre + Rot(offset) (vx, vy) for every roi; one grid_sample for the whole batch."""
+    n = rois.shape[0]
+    dtype = vx.dtype
+    cx, cy, _, _ = _roi_geometry(rois, dtype)
+    cos_a, sin_a = _cos_sin(angular_offsets, n, dtype, images.device)
+    sx = cx + cos_a * vx - sin_a * vy
+    sy = cy + sin_a * vx + cos_a * vy
+    img_h, img_w = images.shape[-2:]
+    grid = torch.stack((sx * (2.0 / max(img_w - 1, 1)) - 1.0, sy * (2.0 / max(img_h - 1, 1)) - 1.0), dim=-1)
+    grid = grid.expand(n, -1, -1, -1) if grid.shape[0] != n else grid
+    batch = images.shape[0]
+    if image_index is None:
+        if batch == n:
+            return _grid_sample(images, grid, interpolation, padding)
+        if batch != 1:
+            raise ValueError(f'{batch} images for {n} rois: pass image_index (the image of every roi)')
+        image_index = torch.zeros(n, dtype=torch.long, device=images.device)
+    image_index = image_index.to(device=images.device, dtype=torch.long).reshape(-1)
+    if image_index.numel() != n:
+        raise ValueError(f'image_index has {image_index.numel()} entries for {n} rois')
+    # slot of every roi among its image's rois; each image's faces are stacked along the grid height
+    counts = torch.bincount(image_index, minlength=batch)
+    order = torch.argsort(image_index, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.empty_like(image_index)
+    slot[order] = torch.arange(n, device=images.device) - starts[image_index[order]]
+    k = int(counts.max()) if n else 0
+    t_h, t_w = grid.shape[1:3]
+    stacked = grid.new_full((batch, k, t_h, t_w, 2), -2.0)  # unused slots sample outside (discarded)
+    stacked = stacked.index_put((image_index, slot), grid)
+    out = _grid_sample(images, stacked.view(batch, k * t_h, t_w, 2), interpolation, padding)
+    return out.view(batch, -1, k, t_h, t_w)[image_index, :, slot]
+
+
+def make_square_rois(rois: torch.Tensor, opt: int = 0) -> torch.Tensor:
+    """Square boxes with the same centres: side = min (opt < 0), max (opt > 0) or geometric mean (0)."""
+    sizes = rois[..., 2:4] - rois[..., :2]
+    if opt < 0:
+        side = sizes.min(dim=-1, keepdim=True)[0]
+    elif opt > 0:
+        side = sizes.max(dim=-1, keepdim=True)[0]
+    else:
+        side = (sizes[..., :1] * sizes[..., 1:2]).sqrt()
+    delta = (sizes - side) / 2.0
+    out = rois.clone()
+    out[..., :2] = rois[..., :2] + delta
+    out[..., 2:4] = rois[..., 2:4] - delta
+    return out
+
+
+def roi_tanh_warp(images: torch.Tensor, rois: torch.Tensor, target_width: int, target_height: int,
+                  angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear', padding: str = 'zeros',
+                  image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Tanh-Cartesian warp: images [B, C, H, W], rois [N, >=4] -> [N, C, target_height, target_width]."""
+    dtype = _grid_dtype(images)
+    _, _, w, h = _roi_geometry(rois, dtype)
+    vx, vy = _cartesian_offsets(w, h, target_width, target_height, dtype, images.device)
+    vx, vy = torch.broadcast_tensors(vx, vy)
+    return _sample_images(images, rois, vx, vy, angular_offsets, interpolation, padding, image_index)
+
+
+def roi_tanh_polar_warp(images: torch.Tensor, rois: torch.Tensor, target_width: int, target_height: int,
+                        angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear', padding: str = 'zeros',
+                        keep_aspect_ratio: bool = False, image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Tanh-polar warp: width axis = radius, height axis = angle. -> [N, C, target_height, target_width]."""
+    dtype = _grid_dtype(images)
+    _, _, w, h = _roi_geometry(rois, dtype)
+    vx, vy = _polar_offsets(w, h, target_width, target_height, keep_aspect_ratio, dtype, images.device)
+    return _sample_images(images, rois, vx, vy, angular_offsets, interpolation, padding, image_index)
+
+
+def roi_tanh_circular_warp(images: torch.Tensor, rois: torch.Tensor, target_width: int, target_height: int,
+                           angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear', padding: str = 'zeros',
+                           keep_aspect_ratio: bool = False, image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Tanh-circular warp: a Cartesian map whose radius from the centre is tanh-compressed."""
+    dtype = _grid_dtype(images)
+    _, _, w, h = _roi_geometry(rois, dtype)
+    vx, vy = _circular_offsets(w, h, target_width, target_height, keep_aspect_ratio, dtype, images.device)
+    return _sample_images(images, rois, vx, vy, angular_offsets, interpolation, padding, image_index)
+
+
+def roi_tanh_restore(warped_images: torch.Tensor, rois: torch.Tensor, image_width: int, image_height: int,
+                     angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear',
+                     padding: str = 'zeros') -> torch.Tensor:
+    """Inverse of `roi_tanh_warp`: [N, C, h, w] -> [N, C, image_height, image_width], one map per roi."""
+    dtype = _grid_dtype(warped_images)
+    dx, dy, w, h = _image_offsets(rois, angular_offsets, image_width, image_height, dtype, warped_images.device)
+    return _sample_centred(warped_images, torch.tanh(dx / (w / 2.0)), torch.tanh(dy / (h / 2.0)),
+                           interpolation, padding)
+
+
+def roi_tanh_polar_restore(warped_images: torch.Tensor, rois: torch.Tensor, image_width: int, image_height: int,
+                           angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear', padding: str = 'zeros',
+                           keep_aspect_ratio: bool = False) -> torch.Tensor:
+    """Inverse of `roi_tanh_polar_warp`: [N, C, h, w] -> [N, C, image_height, image_width]."""
+    dtype = _grid_dtype(warped_images)
+    dx, dy, w, h = _image_offsets(rois, angular_offsets, image_width, image_height, dtype, warped_images.device)
+    radius, angle = _polar_coords(dx, dy, w, h, keep_aspect_ratio)
+    return _sample_polar(warped_images, radius, angle, interpolation, padding)
+
+
+def roi_tanh_circular_restore(warped_images: torch.Tensor, rois: torch.Tensor, image_width: int,
+                              image_height: int, angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear',
+                              padding: str = 'zeros', keep_aspect_ratio: bool = False) -> torch.Tensor:
+    """Inverse of `roi_tanh_circular_warp`: [N, C, h, w] -> [N, C, image_height, image_width]."""
+    dtype = _grid_dtype(warped_images)
+    dx, dy, w, h = _image_offsets(rois, angular_offsets, image_width, image_height, dtype, warped_images.device)
+    rx, ry = w / _SQRT_PI, h / _SQRT_PI
+    if keep_aspect_ratio:
+        dist = _norm(dx, dy)
+        ox, oy = dx / dist.clamp_min(_EPS), dy / dist.clamp_min(_EPS)
+        rho = _norm(ry * dx, rx * dy) / (rx * ry)
+    else:
+        qx, qy = dx / rx, dy / ry
+        rho = _norm(qx, qy)
+        ox, oy = qx / rho.clamp_min(_EPS), qy / rho.clamp_min(_EPS)
+    r = torch.tanh(rho)
+    return _sample_centred(warped_images, ox * r, oy * r, interpolation, padding)
+
+
+def roi_tanh_polar_to_roi_tanh(warped_images: torch.Tensor, rois: torch.Tensor, target_width: int = 0,
+                               target_height: int = 0, interpolation: str = 'bilinear', padding: str = 'zeros',
+                               keep_aspect_ratio: bool = False) -> torch.Tensor:
+    """Tanh-polar maps -> Tanh-Cartesian maps of the same rois (only the roi sizes matter; 0 = same size)."""
+    target_width = target_width if target_width > 0 else warped_images.shape[-1]
+    target_height = target_height if target_height > 0 else warped_images.shape[-2]
+    grid = polar_to_cartesian_grid(rois, warped_images.shape[-2:], (target_height, target_width), keep_aspect_ratio,
+                                   _grid_dtype(warped_images), warped_images.device)
+    return _grid_sample(_pad_polar(warped_images), grid, interpolation, padding)
+
+
+def roi_tanh_to_roi_tanh_polar(warped_images: torch.Tensor, rois: torch.Tensor, target_width: int = 0,
+                               target_height: int = 0, interpolation: str = 'bilinear', padding: str = 'zeros',
+                               keep_aspect_ratio: bool = False) -> torch.Tensor:
+    """Tanh-Cartesian maps -> Tanh-polar maps of the same rois (only the roi sizes matter; 0 = same size)."""
+    target_width = target_width if target_width > 0 else warped_images.shape[-1]
+    target_height = target_height if target_height > 0 else warped_images.shape[-2]
+    grid = cartesian_to_polar_grid(rois, warped_images.shape[-2:], (target_height, target_width), keep_aspect_ratio,
+                                   _grid_dtype(warped_images), warped_images.device)
+    return _grid_sample(warped_images, grid, interpolation, padding)
+
+
+_WARPS = {'cartesian': roi_tanh_warp, 'polar': roi_tanh_polar_warp, 'circular': roi_tanh_circular_warp}
+_RESTORES = {'cartesian': roi_tanh_restore, 'polar': roi_tanh_polar_restore, 'circular': roi_tanh_circular_restore}
+
+
+def get_warp_func(variant: str = 'cartesian') -> Callable[..., torch.Tensor]:
+    """The warp of a variant: 'cartesian', 'polar' or 'circular'."""
+    try:
+        return _WARPS[variant.lower().strip()]
+    except KeyError:
+        raise ValueError(f"variant must be 'cartesian', 'polar' or 'circular', not {variant!r}") from None
+
+
+def get_restore_func(variant: str = 'cartesian') -> Callable[..., torch.Tensor]:
+    """The restore of a variant: 'cartesian', 'polar' or 'circular'."""
+    try:
+        return _RESTORES[variant.lower().strip()]
+    except KeyError:
+        raise ValueError(f"variant must be 'cartesian', 'polar' or 'circular', not {variant!r}") from None

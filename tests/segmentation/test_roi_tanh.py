@@ -1,0 +1,158 @@
+"""RoI Tanh warps: the official numbers (fixture), batching, round trips, odd sizes, gradients."""
+import math
+
+import pytest
+import torch
+
+from segmentation import roi_tanh as rt
+from tests.helpers import requires_fixture
+from zoo.testing import load_fixture, relative_error
+
+
+def _fixture_outputs(inputs, expected):
+    image, rois, offsets = inputs['image'], inputs['rois'], inputs['angular_offsets']
+    images = image.expand(rois.shape[0], -1, -1, -1)
+    e = {k: v[:, :1] for k, v in expected.items() if k.endswith('warp') or k.endswith('warp_kar')}
+    return {
+        'polar_warp': rt.roi_tanh_polar_warp(images, rois, 64, 80, offsets),
+        'polar_warp_kar': rt.roi_tanh_polar_warp(images, rois, 64, 80, offsets, keep_aspect_ratio=True),
+        'cart_warp': rt.roi_tanh_warp(images, rois, 64, 80, offsets),
+        'circular_warp': rt.roi_tanh_circular_warp(images, rois, 64, 80, offsets),
+        'polar_restore': rt.roi_tanh_polar_restore(e['polar_warp'], rois, 128, 96, offsets),
+        'polar_restore_kar': rt.roi_tanh_polar_restore(e['polar_warp_kar'], rois, 128, 96, offsets,
+                                                       keep_aspect_ratio=True),
+        'cart_restore': rt.roi_tanh_restore(e['cart_warp'], rois, 128, 96, offsets),
+        'circular_restore': rt.roi_tanh_circular_restore(e['circular_warp'], rois, 128, 96, offsets),
+        'polar_to_cart': rt.roi_tanh_polar_to_roi_tanh(e['polar_warp'], rois, 64, 80),
+        'polar_to_cart_kar': rt.roi_tanh_polar_to_roi_tanh(e['polar_warp_kar'], rois, 64, 80, keep_aspect_ratio=True),
+        'cart_to_polar': rt.roi_tanh_to_roi_tanh_polar(e['cart_warp'], rois, 64, 80),
+        'cart_to_polar_kar': rt.roi_tanh_to_roi_tanh_polar(e['cart_warp'], rois, 64, 80, keep_aspect_ratio=True),
+    }
+
+
+@requires_fixture('roi_tanh')
+def test_matches_official_warps():
+    fx = load_fixture('roi_tanh')
+    ours = _fixture_outputs(fx['inputs'], fx['expected'])
+    assert set(ours) == set(fx['expected'])
+    errors = {k: relative_error(ours[k], v) for k, v in fx['expected'].items()}
+    assert max(errors.values()) <= fx['meta']['rtol_max'], errors
+    # a float32 re-implementation sits at the official float32-vs-float64 level, far below the tolerance
+    assert max(errors.values()) < 1e-4, errors
+
+
+def _smooth_image(b=2, c=3, h=96, w=128):
+    y = torch.arange(h, dtype=torch.float32).view(-1, 1)
+    x = torch.arange(w, dtype=torch.float32).view(1, -1)
+    chans = [torch.sin(x / (9 + 3 * i + k)) * torch.cos(y / (13 + 2 * i + k)) for k in range(b) for i in range(c)]
+    return torch.stack(chans).view(b, c, h, w)
+
+
+ROIS = torch.tensor([[30., 20., 78., 80.], [40., 30., 100., 78.], [5., 10., 60., 50.]])
+
+
+@pytest.mark.parametrize('warp', ['cartesian', 'polar', 'circular'])
+def test_several_faces_per_image_with_image_index(warp):
+    images = _smooth_image(b=2)
+    index = torch.tensor([1, 0, 1])
+    kwargs = {} if warp == 'cartesian' else dict(keep_aspect_ratio=True)
+    fn = rt.get_warp_func(warp)
+    offsets = torch.tensor([0.0, 0.4, -0.2])
+    batched = fn(images, ROIS, 40, 48, offsets, image_index=index, **kwargs)
+    one_per_roi = fn(images[index], ROIS, 40, 48, offsets, **kwargs)
+    torch.testing.assert_close(batched, one_per_roi, atol=1e-6, rtol=0)
+    # a single image serves every roi without an index
+    torch.testing.assert_close(fn(images[:1], ROIS, 40, 48, offsets, **kwargs),
+                               fn(images[:1].expand(3, -1, -1, -1), ROIS, 40, 48, offsets, **kwargs))
+    with pytest.raises(ValueError, match='image_index'):
+        fn(images, ROIS, 40, 48, offsets, **kwargs)
+
+
+def _box_mask(rois, h, w, shrink=0.9):
+    y = torch.arange(h).view(-1, 1)
+    x = torch.arange(w).view(1, -1)
+    masks = []
+    for x1, y1, x2, y2 in rois.tolist():
+        cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, shrink * (x2 - x1) / 2, shrink * (y2 - y1) / 2
+        masks.append(((x - cx).abs() <= hw) & ((y - cy).abs() <= hh))
+    return torch.stack(masks)
+
+
+# restore(warp(img)) inside the face box (90% of it): at a 256x256 map of a ~50 px face, bilinear twice
+ROUND_TRIP_TOL = 0.03
+
+
+@pytest.mark.parametrize('variant,kar', [('cartesian', False), ('polar', False), ('polar', True),
+                                         ('circular', False), ('circular', True)])
+def test_restore_of_warp_reproduces_face_region(variant, kar):
+    image = _smooth_image(b=1)
+    rois, offsets = ROIS[:2], torch.tensor([0.0, 0.3])
+    kwargs = {} if variant == 'cartesian' else dict(keep_aspect_ratio=kar)
+    warped = rt.get_warp_func(variant)(image, rois, 256, 256, offsets, **kwargs)
+    restored = rt.get_restore_func(variant)(warped, rois, 128, 96, offsets, **kwargs)
+    mask = _box_mask(rois, 96, 128).unsqueeze(1).expand_as(restored)
+    err = (restored - image.expand_as(restored))[mask].abs().max().item()
+    assert err < ROUND_TRIP_TOL, err
+
+
+def test_polar_rotation_is_a_cyclic_row_shift():
+    image = _smooth_image(b=1)
+    rois = ROIS[:1]
+    h = 64
+    base = rt.roi_tanh_polar_warp(image, rois, 32, h, 0.0, keep_aspect_ratio=True)
+    rolled = rt.roi_tanh_polar_warp(image, make_square(rois), 32, h, 2 * math.pi * 5 / h)
+    square = rt.roi_tanh_polar_warp(image, make_square(rois), 32, h, 0.0)
+    torch.testing.assert_close(rolled, torch.roll(square, -5, dims=-2), atol=1e-4, rtol=0)
+    assert base.shape == (1, 3, h, 32)
+
+
+def make_square(rois):
+    return rt.make_square_rois(rois, 0)
+
+
+def test_make_square_rois():
+    rois = torch.tensor([[0., 0., 4., 16., 0.9]])
+    for opt, side in ((-1, 4.), (1, 16.), (0, 8.)):
+        sq = rt.make_square_rois(rois, opt)
+        torch.testing.assert_close(sq[0, 2:4] - sq[0, :2], torch.tensor([side, side]))
+        torch.testing.assert_close((sq[0, 2:4] + sq[0, :2]) / 2, torch.tensor([2., 8.]))
+        assert sq[0, 4] == rois[0, 4]  # extra columns kept
+
+
+@pytest.mark.parametrize('size', [49, 61, 98, 197])
+def test_sizes_that_crash_the_official_grids(size):
+    image = _smooth_image(b=1)
+    for fn in (rt.roi_tanh_warp, rt.roi_tanh_polar_warp, rt.roi_tanh_circular_warp):
+        assert fn(image, ROIS[:1], size, size).shape == (1, 3, size, size)
+    polar = rt.roi_tanh_polar_warp(image, ROIS[:1], size, size)
+    assert rt.roi_tanh_polar_to_roi_tanh(polar, ROIS[:1]).shape == (1, 3, size, size)
+    assert rt.roi_tanh_to_roi_tanh_polar(polar, ROIS[:1], size + 1, size - 1).shape == (1, 3, size - 1, size + 1)
+
+
+def test_differentiable_wrt_images_and_rois():
+    image = _smooth_image(b=1, h=24, w=32).double().requires_grad_()
+    rois = torch.tensor([[6., 4., 22., 20.]], dtype=torch.float64, requires_grad=True)
+    warped = rt.roi_tanh_polar_warp(image, rois, 16, 16, 0.2, keep_aspect_ratio=True)
+    restored = rt.roi_tanh_polar_restore(warped, rois, 32, 24, 0.2, keep_aspect_ratio=True)
+    restored.square().sum().backward()
+    assert image.grad.abs().sum() > 0 and rois.grad.abs().sum() > 0
+    assert torch.isfinite(image.grad).all() and torch.isfinite(rois.grad).all()
+    torch.autograd.gradcheck(
+        lambda img: rt.roi_tanh_warp(img, rois.detach(), 8, 8, 0.1), (image[..., :12, :16].detach().requires_grad_(),))
+
+
+def test_half_precision_keeps_dtype():
+    image = _smooth_image(b=1)
+    out = rt.roi_tanh_polar_warp(image.half(), ROIS[:1], 32, 32, keep_aspect_ratio=True)
+    assert out.dtype == torch.float16
+    ref = rt.roi_tanh_polar_warp(image, ROIS[:1], 32, 32, keep_aspect_ratio=True)
+    assert (out.float() - ref).abs().max() < 2e-3  # float16 rounding of the values only
+    restored = rt.roi_tanh_polar_restore(out.bfloat16(), ROIS[:1], 128, 96, keep_aspect_ratio=True)
+    assert restored.dtype == torch.bfloat16
+
+
+def test_unknown_variant():
+    with pytest.raises(ValueError, match='variant'):
+        rt.get_warp_func('spherical')
+    with pytest.raises(ValueError, match='variant'):
+        rt.get_restore_func('spherical')
