@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e '.[test,detection]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -1,0 +1,193 @@
+"""`zoo detection train | eval | predict | configs`, added to the `zoo` command through the
+`zoo.commands` entry point (`register(subparsers)`); `python -m detection ...` runs the same verbs,
+e.g. under `torchrun --nproc_per_node=N -m detection train ...`.
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff'}
+
+
+def _train_config(args) -> dict:
+    from detection.config import apply_overrides, load_config
+
+    cfg = load_config(args.config) if args.config else {}
+    flags = dict(model=args.model, backbone=args.backbone, data=args.data, epochs=args.epochs, out=args.out,
+                 batch_size=args.batch_size, lr=args.lr, workers=args.workers, device=args.device,
+                 max_iters=args.max_iters, min_size=args.min_size, max_size=args.max_size)
+    cfg.update({k: v for k, v in flags.items() if v is not None})
+    if args.resume:
+        cfg['resume'] = True if args.resume == 'last' else args.resume
+    if args.no_progress:
+        cfg['progress'] = False
+    if args.synthetic_images:
+        cfg.setdefault('synthetic', {})['num_train'] = args.synthetic_images
+    return apply_overrides(cfg, args.set or [])
+
+
+def _cmd_train(args) -> int:
+    from detection.engine import train
+    result = train(_train_config(args))
+    if result['metrics'] and int(os.environ.get('RANK', '0')) == 0:  # under torchrun: rank 0 reports
+        print(json.dumps(dict(metrics=result['metrics'], iterations=result['iterations'],
+                              checkpoint=result['checkpoint']), indent=1))
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    import torch
+    from detection.data import CocoDetection, build_transforms
+    from detection.engine import TrainConfig, _resolve_device, evaluate, load_detector, resolve_data
+
+    model, saved = load_detector(args.checkpoint, use_ema=not args.no_ema)
+    cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k != 'steps'})
+    if args.data:
+        cfg.data = args.data
+    for key in ('val_images', 'val_annotations'):
+        if getattr(args, key):
+            setattr(cfg, key, getattr(args, key))
+    if args.out:
+        cfg.out = args.out
+    paths = resolve_data(cfg)
+    device = _resolve_device(args.device)
+    dataset = CocoDetection(paths['val_images'], paths['val_annotations'], transforms=build_transforms(False, resize=False))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate(model.to(device), dataset, device, batch_size=args.batch_size,
+                       results_file=out / 'predictions_eval.json', progress=not args.no_progress)
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _images_in(paths: List[str]) -> List[Path]:
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f'no image or folder at {p}')
+    return found
+
+
+def _cmd_predict(args) -> int:
+    import torch
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+    from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+    from detection.engine import _resolve_device, load_detector, predict_images, to_coco_results
+
+    model, _ = load_detector(args.checkpoint, use_ema=not args.no_ema)
+    device = _resolve_device(args.device)
+    model.to(device)
+    names = model.class_names or []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in _images_in(args.images):
+        with Image.open(path) as im:
+            img = F.pil_to_tensor(im.convert('RGB'))
+        pred = predict_images(model, [F.to_dtype(img, torch.float32, scale=True)], device)[0]
+        keep = (pred['scores'] >= args.score_thresh) & (pred['labels'] >= 1)
+        pred = {k: v[keep].cpu() for k, v in pred.items()}
+        canvas = img
+        if 'masks' in pred and len(pred['masks']):
+            canvas = draw_segmentation_masks(canvas, pred['masks'][:, 0] > 0.5, alpha=0.45)
+        labels = [f"{names[l - 1] if 0 < l <= len(names) else l} {s:.2f}"
+                  for l, s in zip(pred['labels'].tolist(), pred['scores'].tolist())]
+        if len(pred['boxes']):
+            canvas = draw_bounding_boxes(canvas, pred['boxes'], labels=labels, colors='yellow', width=2)
+        target = out / (path.stem + '_pred.png')
+        F.to_pil_image(canvas).save(target)
+        for r in to_coco_results([pred], [0], model.label_to_cat_id):
+            r['file_name'] = path.name
+            r.pop('image_id')
+            results.append(r)
+        print(f'{path} -> {target}: {len(pred["boxes"])} detection(s)')
+    (out / 'predictions.json').write_text(json.dumps(results))
+    return 0
+
+
+def _cmd_configs(args) -> int:
+    from detection.config import list_configs, load_config
+    if args.name:
+        print(json.dumps(load_config(args.name), indent=1))
+    else:
+        print('\n'.join(list_configs()))
+    return 0
+
+
+def add_verbs(sub) -> None:
+    """The detection verbs on an argparse subparsers object."""
+    from detection.models import KINDS
+
+    t = sub.add_parser('train', help='train a detector (also under torchrun: python -m detection train)')
+    t.add_argument('--config', help='a YAML recipe or a packaged name (see `configs`)')
+    t.add_argument('--model', choices=KINDS)
+    t.add_argument('--backbone', help='any zoo / timm model with features_only, e.g. emov2_1m')
+    t.add_argument('--data', help="a COCO root folder or 'synthetic'")
+    t.add_argument('--epochs', type=int)
+    t.add_argument('--out', help='output folder (checkpoint, metrics.jsonl, metrics.png, predictions)')
+    t.add_argument('--batch-size', type=int, help='images per process')
+    t.add_argument('--lr', type=float)
+    t.add_argument('--workers', type=int)
+    t.add_argument('--device', help="'auto', 'cpu', 'cuda'")
+    t.add_argument('--min-size', type=int, help='shorter side of the keep-ratio resize (800)')
+    t.add_argument('--max-size', type=int, help='longer side limit (1333)')
+    t.add_argument('--max-iters', type=int, help='stop after this many iterations (smoke runs)')
+    t.add_argument('--synthetic-images', type=int, help='number of synthetic training images')
+    t.add_argument('--resume', nargs='?', const='last', help='resume from OUT/last.pth or the given checkpoint')
+    t.add_argument('--set', action='append', metavar='KEY=VALUE',
+                   help='override any setting, YAML value, dotted keys (e.g. model_kwargs.frozen_stages=1)')
+    t.add_argument('--no-progress', action='store_true')
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser('eval', help='COCO mAP (bbox, segm) of a trained checkpoint')
+    e.add_argument('--checkpoint', required=True)
+    e.add_argument('--data', help="COCO root or 'synthetic' (default: the training run's)")
+    e.add_argument('--val-images'), e.add_argument('--val-annotations')
+    e.add_argument('--out', help='where predictions_eval.json goes (default: the training run folder)')
+    e.add_argument('--batch-size', type=int, default=2)
+    e.add_argument('--device', default='auto')
+    e.add_argument('--no-ema', action='store_true', help='evaluate the raw weights, not the EMA')
+    e.add_argument('--no-progress', action='store_true')
+    e.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser('predict', help='draw predicted boxes and masks into PNGs')
+    p.add_argument('images', nargs='+', help='image files or folders')
+    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--out', required=True)
+    p.add_argument('--score-thresh', type=float, default=0.5)
+    p.add_argument('--device', default='auto')
+    p.add_argument('--no-ema', action='store_true')
+    p.set_defaults(func=_cmd_predict)
+
+    c = sub.add_parser('configs', help='list the packaged recipes, or print one fully resolved')
+    c.add_argument('name', nargs='?')
+    c.set_defaults(func=_cmd_configs)
+
+
+def register(subparsers) -> None:
+    """The `zoo.commands` entry point: `zoo detection ...`."""
+    import pycocotools  # noqa: F401  (the detection extra; ImportError -> `zoo` marks the verb unavailable)
+    import yaml  # noqa: F401
+
+    p = subparsers.add_parser('detection', help='detectors on zoo backbones: train, eval, predict (COCO)')
+    add_verbs(p.add_subparsers(dest='detection_command', required=True))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m detection', description='Detectors on zoo backbones.')
+    add_verbs(parser.add_subparsers(dest='detection_command', required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""YAML recipes for `detection.engine.TrainConfig`: `_base_` inheritance and `key=value` overrides.
+
+A recipe is a YAML mapping of `TrainConfig` fields. `_base_: other.yaml` (relative to the file) is
+loaded first and the file's keys are merged over it, nested mappings key by key. Overrides are
+`key=value` strings whose value is read as YAML; dotted keys reach into mappings
+(`model_kwargs.backbone_kwargs.window_size=7`). Names without a folder or suffix are looked up among
+the packaged recipes in `detection/configs/` (`zoo detection configs` lists them).
+"""
+import copy
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+CONFIG_DIR = Path(__file__).parent / 'configs'
+
+__all__ = ['CONFIG_DIR', 'list_configs', 'find_config', 'load_config', 'apply_overrides']
+
+
+def list_configs() -> List[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob('*.yaml') if not p.name.startswith('_'))
+
+
+def find_config(name: Union[str, Path]) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = CONFIG_DIR / (path.name if path.suffix == '.yaml' else path.name + '.yaml')
+    if packaged.is_file():
+        return packaged
+    raise FileNotFoundError(f"no config '{name}': give a YAML file or one of {', '.join(list_configs())}")
+
+
+def _merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(name: Union[str, Path], overrides: Optional[Sequence[str]] = None, _seen=None) -> Dict[str, Any]:
+    import yaml
+
+    path = find_config(name).resolve()
+    seen = set(_seen or ())
+    if path in seen:
+        raise ValueError(f'config {path} inherits from itself through _base_')
+    seen.add(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f'config {path} is not valid YAML: {e}') from e
+    if not isinstance(data, dict):
+        raise ValueError(f'config {path} must be a mapping of settings, not {type(data).__name__}')
+    base = data.pop('_base_', None)
+    if base:
+        data = _merge(load_config(path.parent / base, _seen=seen), data)
+    return apply_overrides(data, overrides or ())
+
+
+def apply_overrides(config: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    import yaml
+
+    out = copy.deepcopy(config)
+    for item in overrides:
+        if '=' not in item:
+            raise ValueError(f"override '{item}' is not key=value")
+        key, raw = item.split('=', 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = out
+        parts = key.strip().split('.')
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override '{item}': '{part}' is not a mapping")
+        node[parts[-1]] = value
+    return out

@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+
+pytest.importorskip('pycocotools')
+yaml = pytest.importorskip('yaml')
+
+from detection.config import apply_overrides, list_configs, load_config  # noqa: E402
+from detection.engine import TrainConfig  # noqa: E402
+
+SPEC = {'1m': (0.04036, True), '2m': (0.05, True), '5m': (0.05, True), '20m': (0.1, False)}
+
+
+@pytest.mark.parametrize('name', list_configs())
+def test_recipes_load_and_match_the_spec(name):
+    cfg = load_config(name)
+    TrainConfig.from_dict(cfg)  # every key is a TrainConfig field
+    size = name.split('_emov2_')[1].split('_')[0]
+    assert cfg['model'] == name.split('_emov2_')[0] and cfg['backbone'] == f'emov2_{size}'
+    assert (cfg['epochs'], cfg['optimizer'], cfg['lr'], cfg['weight_decay'], cfg['grad_clip']) == (12, 'adamw', 2e-4, 0.05, 0.1)
+    assert (cfg['min_size'], cfg['max_size'], cfg['warmup_iters'], cfg['cosine_begin_epoch']) == (800, 1333, 500, 6)
+    mk = cfg['model_kwargs']
+    assert (mk['frozen_stages'], mk['norm_eval'], mk['preset']) == (1, True, 'mmdet')
+    assert mk['backbone_kwargs'] == dict(window_size=10, drop_path_rate=SPEC[size][0])
+    assert mk['pretrained_backbone'] is SPEC[size][1]
+
+
+def test_recipe_builds_the_detector():
+    from detection.models import build_detector
+    cfg = load_config('retinanet_emov2_2m_fpn_1x_coco', ['model_kwargs.pretrained_backbone=false'])
+    model = build_detector(cfg['model'], cfg['backbone'], num_classes=80, **cfg['model_kwargs'])
+    assert model.backbone.in_channels == [48, 120, 200]  # C3-C5 of EMOv2-2M
+    assert model.backbone.body.model.stages[2][1].eop.window_size == 10
+    assert not any(p.requires_grad for p in model.backbone.body.model.stem.parameters())
+
+
+def test_overrides_and_base(tmp_path):
+    (tmp_path / 'base.yaml').write_text('lr: 0.1\nmodel_kwargs: {preset: mmdet, frozen_stages: 1}\n')
+    (tmp_path / 'top.yaml').write_text('_base_: base.yaml\nmodel_kwargs: {frozen_stages: 2}\nepochs: 3\n')
+    cfg = load_config(tmp_path / 'top.yaml', ['epochs=5', 'model_kwargs.norm_eval=true', 'steps=[1, 2]'])
+    assert cfg == dict(lr=0.1, epochs=5, steps=[1, 2],
+                       model_kwargs=dict(preset='mmdet', frozen_stages=2, norm_eval=True))
+    with pytest.raises(ValueError, match='key=value'):
+        apply_overrides({}, ['epochs'])
+    with pytest.raises(FileNotFoundError, match='no config'):
+        load_config('nope')
+
+
+def test_zoo_command_has_detection_verbs(capsys):
+    from zoo.cli import main
+    assert main(['detection', 'configs']) == 0
+    assert 'mask_rcnn_emov2_1m_fpn_1x_coco' in capsys.readouterr().out
+
+
+def test_cli_train_predict_eval(tmp_path, capsys):
+    from zoo.cli import main
+    out = tmp_path / 'run'
+    args = ['detection', 'train', '--model', 'mask_rcnn', '--backbone', 'emov2_1m', '--data', 'synthetic',
+            '--epochs', '1', '--out', str(out), '--min-size', '64', '--max-size', '96', '--synthetic-images', '2',
+            '--workers', '0', '--no-progress', '--set', 'synthetic.num_val=2', '--set', 'synthetic.image_size=64',
+            '--set', 'warmup_iters=1', '--set', 'model_kwargs.box_detections_per_img=5',
+            '--set', 'model_kwargs.out_channels=64', '--set', 'model_kwargs.rpn_post_nms_top_n_test=50']
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert 'segm_mAP' in printed['metrics']
+    assert main(['detection', 'predict', str(out / 'synthetic' / 'val'), '--checkpoint', str(out / 'last.pth'),
+                 '--out', str(tmp_path / 'pred'), '--score-thresh', '0']) == 0
+    pngs = sorted((tmp_path / 'pred').glob('*_pred.png'))
+    assert len(pngs) == 2
+    from PIL import Image
+    with Image.open(pngs[0]) as im:
+        assert im.mode == 'RGB'
+    preds = json.loads((tmp_path / 'pred' / 'predictions.json').read_text())
+    assert all('segmentation' in p and 'file_name' in p for p in preds)
+    capsys.readouterr()
+    assert main(['detection', 'eval', '--checkpoint', str(out / 'last.pth'), '--no-progress']) == 0
+    assert 'bbox_mAP' in json.loads(capsys.readouterr().out)

@@ -1,0 +1,78 @@
+import json
+import math
+
+import pytest
+import torch
+
+pytest.importorskip('pycocotools')
+
+from detection.engine import TrainConfig, coco_evaluate, load_detector, lr_factor, train  # noqa: E402
+
+
+def _gt():
+    from pycocotools.coco import COCO
+    coco = COCO()
+    coco.dataset = dict(
+        images=[dict(id=1, width=100, height=100), dict(id=2, width=100, height=100)],
+        annotations=[dict(id=1, image_id=1, category_id=5, bbox=[10, 10, 40, 40], area=1600, iscrowd=0),
+                     dict(id=2, image_id=2, category_id=5, bbox=[50, 50, 30, 30], area=900, iscrowd=0)],
+        categories=[dict(id=5, name='thing')])
+    coco.createIndex()
+    return coco
+
+
+def test_coco_evaluate_known_ap():
+    gt = _gt()
+    perfect = [dict(image_id=1, category_id=5, bbox=[10, 10, 40, 40], score=0.9),
+               dict(image_id=2, category_id=5, bbox=[50, 50, 30, 30], score=0.8)]
+    assert coco_evaluate(gt, perfect)['bbox_mAP'] == pytest.approx(1.0)
+    # one of two objects found: recall 0.5 at every IoU -> AP ~0.5 (101-point interpolation)
+    half = perfect[:1] + [dict(image_id=2, category_id=5, bbox=[0, 0, 10, 10], score=0.1)]
+    assert coco_evaluate(gt, half)['bbox_mAP'] == pytest.approx(0.5, abs=0.01)
+    assert coco_evaluate(gt, [])['bbox_mAP'] == 0.0
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(epochs=12, warmup_iters=10, warmup_ratio=0.001, schedule='cosine', cosine_begin_epoch=6,
+                      min_lr_ratio=0.05)
+    assert lr_factor(0, 100, cfg) == pytest.approx(0.001)
+    assert lr_factor(5, 100, cfg) == pytest.approx(0.001 + 0.999 * 0.5)
+    assert lr_factor(10, 100, cfg) == 1.0 and lr_factor(599, 100, cfg) == 1.0
+    assert lr_factor(900, 100, cfg) == pytest.approx(0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(1200, 100, cfg) == pytest.approx(0.05)
+    step = TrainConfig(epochs=12, warmup_iters=0, schedule='step', steps=(8, 11), gamma=0.1)
+    assert [lr_factor(e * 10, 10, step) for e in (0, 8, 11)] == pytest.approx([1, 0.1, 0.01])
+    with pytest.raises(ValueError, match='unknown training setting'):
+        TrainConfig.from_dict(dict(learning_rate=1))
+
+
+def test_train_checkpoint_resume_and_logs(tmp_path):
+    cfg = dict(model='faster_rcnn', backbone='emov2_1m', data='synthetic', out=str(tmp_path / 'run'),
+               synthetic=dict(num_train=4, num_val=2, image_size=64, seed=0), min_size=64, max_size=96,
+               batch_size=2, workers=0, epochs=1, warmup_iters=1, lr=1e-3, optimizer='sgd', schedule='step',
+               progress=False, log_every=1, ema=True, model_kwargs=dict(
+                   anchor_sizes=[(16,), (32,), (64,), (128,), (256,)], rpn_pre_nms_top_n_test=100, out_channels=64,
+                   box_batch_size_per_image=64, rpn_post_nms_top_n_train=200,
+                   rpn_post_nms_top_n_test=50))
+    r = train(cfg)
+    out = tmp_path / 'run'
+    assert r['iterations'] == 2 and all(math.isfinite(v) for v in r['losses'])
+    assert {'bbox_mAP', 'bbox_mAP_50'} <= set(r['metrics'])
+    ckpt = torch.load(out / 'last.pth', weights_only=True)
+    assert ckpt['epoch'] == 1 and ckpt['iteration'] == 2 and ckpt['ema'] is not None
+    assert set(ckpt) >= {'model', 'optimizer', 'scheduler', 'scaler', 'config'}
+    assert not list(out.glob('*.tmp*'))
+    records = [json.loads(line) for line in (out / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['type'] for r in records] == ['start', 'train', 'train', 'val']
+    assert (out / 'metrics.png').stat().st_size > 0
+    preds = json.loads((out / 'predictions_val.json').read_text())
+    assert all({'image_id', 'category_id', 'bbox', 'score'} <= set(p) for p in preds)
+    # resume: continues from epoch 1 with the saved optimizer / scheduler, to epoch 2
+    r2 = train({**cfg, 'epochs': 2, 'resume': True})
+    assert r2['iterations'] == 4
+    ckpt2 = torch.load(out / 'last.pth', weights_only=True)
+    assert ckpt2['epoch'] == 2 and ckpt2['scheduler']['last_epoch'] == 4
+    model, saved = load_detector(out / 'last.pth')
+    assert saved['model'] == 'faster_rcnn' and model.label_to_cat_id == {1: 1, 2: 2, 3: 3, 4: 4}
+    with pytest.raises(FileNotFoundError, match='cannot resume'):
+        train({**cfg, 'out': str(tmp_path / 'other'), 'resume': True})
