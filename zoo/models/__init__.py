@@ -14,6 +14,7 @@ from timm.models import model_entrypoint
 from zoo.models import inception_resnet
 from zoo.models import emov2
 from zoo.models import p3d
+from zoo.models import spartan
 from zoo.models import strip_mlp
 from zoo.models import lego
 from zoo.models import ninformer
@@ -34,6 +35,7 @@ FAMILIES: Dict[str, Family] = {
     'ninformer': Family(ninformer.__name__),
     'lego': Family(lego.__name__),
     'strip_mlp': Family(strip_mlp.__name__),
+    'spartan': Family(spartan.__name__),
     # one entry per family module
 }
 
