@@ -241,7 +241,9 @@ def _sample_images(images: torch.Tensor, rois: torch.Tensor, vx: torch.Tensor, v
             return _grid_sample(images, grid, interpolation, padding)
         if batch != 1:
             raise ValueError(f'{batch} images for {n} rois: pass image_index (the image of every roi)')
-        image_index = torch.zeros(n, dtype=torch.long, device=images.device)
+    if batch == 1:
+        # one image: a stride-0 view gives grid_sample a batch to parallelise over, without a copy
+        return _grid_sample(images.expand(n, -1, -1, -1), grid, interpolation, padding)
     image_index = image_index.to(device=images.device, dtype=torch.long).reshape(-1)
     if image_index.numel() != n:
         raise ValueError(f'image_index has {image_index.numel()} entries for {n} rois')
