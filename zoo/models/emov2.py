@@ -193,6 +193,12 @@ class IIRMB(nn.Module):
         return self.ls(self.proj(self.conv_local(x)))
 
 
+def _check_global_pool(global_pool: str) -> str:
+    if global_pool not in ('avg', ''):
+        raise ValueError(f"EMOv2 pools by the spatial mean: global_pool must be 'avg' or '', got '{global_pool}'.")
+    return global_pool
+
+
 class EMOv2(nn.Module):
     """EMOv2 classifier / backbone.
 
@@ -224,12 +230,10 @@ class EMOv2(nn.Module):
         super().__init__()
         if output_stride != 32:
             raise ValueError(f'EMOv2 supports output_stride=32 only, got {output_stride}.')
-        if global_pool not in ('avg', ''):
-            raise ValueError(f"EMOv2 pools by the spatial mean: global_pool must be 'avg' or '', got '{global_pool}'.")
         dd = {'device': device, 'dtype': dtype}
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.global_pool = global_pool
+        self.global_pool = _check_global_pool(global_pool)
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
@@ -303,9 +307,7 @@ class EMOv2(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
         self.num_classes = num_classes
         if global_pool is not None:
-            if global_pool not in ('avg', ''):
-                raise ValueError(f"EMOv2 pools by the spatial mean: global_pool must be 'avg' or '', got '{global_pool}'.")
-            self.global_pool = global_pool
+            self.global_pool = _check_global_pool(global_pool)
         dd = get_device_dtype(self)
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 

@@ -127,6 +127,12 @@ class Bottleneck2d(nn.Module):
         return self.act(out + self.downsample(x))
 
 
+def _check_global_pool(global_pool: str) -> str:
+    if global_pool not in ('avg', ''):
+        raise ValueError(f"P3D pools by the mean over time and space: global_pool 'avg' or '', got '{global_pool}'.")
+    return global_pool
+
+
 class P3D(nn.Module):
     """P3D ResNet. `layers` are the bottleneck counts of res2-res5; `st_struc` the cycle of 3-D block types."""
 
@@ -145,12 +151,10 @@ class P3D(nn.Module):
         super().__init__()
         if output_stride != 32:
             raise ValueError(f'P3D supports output_stride=32 only, got {output_stride}.')
-        if global_pool not in ('avg', ''):
-            raise ValueError(f"P3D pools by the mean over time and space: global_pool 'avg' or '', got '{global_pool}'.")
         dd = {'device': device, 'dtype': dtype}
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.global_pool = global_pool
+        self.global_pool = _check_global_pool(global_pool)
         self.grad_checkpointing = False
 
         self.conv1 = nn.Conv3d(in_chans, 64, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False, **dd)
@@ -210,9 +214,7 @@ class P3D(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
         self.num_classes = num_classes
         if global_pool is not None:
-            if global_pool not in ('avg', ''):
-                raise ValueError(f"P3D global_pool must be 'avg' or '', got '{global_pool}'.")
-            self.global_pool = global_pool
+            self.global_pool = _check_global_pool(global_pool)
         dd = get_device_dtype(self)
         self.fc = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
