@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TEST_ENV := HF_HUB_OFFLINE=1 HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 \
 	http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 NO_PROXY= no_proxy=
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test mmdet clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PY) -m pip install -e '.[test,detection]'
 	touch $@ $(VENV)/.installed
 
+# the optional mmdet 3.3 engine: builds mmcv 2.1 from source once per machine (about 6-8 minutes)
+$(VENV)/.installed-mmdet: tools/build_mmcv.sh | $(VENV)/.installed-test
+	bash tools/build_mmcv.sh $(VENV)
+	touch $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+mmdet: $(VENV)/.installed-mmdet
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/zoo bench --batch-size 1 8 --channels-last --csv bench.csv --plot bench.png

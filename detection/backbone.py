@@ -104,7 +104,8 @@ class TimmFPNBackbone(nn.Module):
     Args:
         name: any timm or zoo model name with `features_only` support.
         strides: the strides of the maps fed to the FPN ((4, 8, 16, 32) = C2-C5; RetinaNet: (8, 16, 32)).
-        out_channels: FPN width (256).
+        out_channels: FPN width (256); None builds no FPN and `forward` returns the backbone's maps
+            (a list, C2..C5 for the default strides), as mmdet's backbones do.
         extra: 'pool' (LastLevelMaxPool, Faster/Mask R-CNN), 'p6p7' (RetinaNet, FCOS) or None.
         p6_from: 'input' (C5, mmdet `on_input`) or 'output' (P5).
         relu_before_p7: torchvision's ReLU between P6 and P7 (mmdet RetinaNet: False).
@@ -118,7 +119,7 @@ class TimmFPNBackbone(nn.Module):
             self,
             name: str,
             strides: Sequence[int] = (4, 8, 16, 32),
-            out_channels: int = 256,
+            out_channels: Optional[int] = 256,
             extra: Optional[str] = 'pool',
             p6_from: str = 'input',
             relu_before_p7: bool = False,
@@ -151,7 +152,9 @@ class TimmFPNBackbone(nn.Module):
         reductions = list(self.body.feature_info.reduction())
         if reductions != list(self.strides):
             raise BackboneError(f"'{name}' features_only gave strides {reductions}, expected {list(self.strides)}.")
-        if extra == 'pool':
+        if out_channels is None or extra is None:
+            extra_block = None
+        elif extra == 'pool':
             extra_block = LastLevelMaxPool()
         elif extra == 'p6p7':
             if p6_from not in ('input', 'output'):
@@ -159,11 +162,9 @@ class TimmFPNBackbone(nn.Module):
             from_input = p6_from == 'input'
             extra_block = LastLevelP6P7(in_channels[-1] if from_input else out_channels, out_channels,
                                         from_input=from_input, relu_before_p7=relu_before_p7)
-        elif extra is None:
-            extra_block = None
         else:
             raise ValueError(f"extra must be 'pool', 'p6p7' or None, got '{extra}'")
-        self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=extra_block)
+        self.fpn = None if out_channels is None else FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=extra_block)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.norm_eval = norm_eval
@@ -220,8 +221,10 @@ class TimmFPNBackbone(nn.Module):
                         m.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> 'OrderedDict[str, torch.Tensor]':
+    def forward(self, x: torch.Tensor):
         feats = self.body(x)
+        if self.fpn is None:
+            return feats
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
 
 
@@ -239,8 +242,7 @@ class TimmSSDLiteBackbone(TimmFPNBackbone):
         from functools import partial
         from torchvision.models.detection.ssdlite import _extra_block
 
-        super().__init__(name, strides=strides, extra=None, **kwargs)
-        del self.fpn
+        super().__init__(name, strides=strides, out_channels=None, **kwargs)
         norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
         chans = [self.in_channels[-1], *extra_channels]
         self.extra = nn.ModuleList(_extra_block(a, b, norm) for a, b in zip(chans[:-1], chans[1:]))
