@@ -1,6 +1,11 @@
-"""`zoo detection train | eval | predict | configs`, added to the `zoo` command through the
-`zoo.commands` entry point (`register(subparsers)`); `python -m detection ...` runs the same verbs,
-e.g. under `torchrun --nproc_per_node=N -m detection train ...`.
+"""`zoo detection train | eval | predict | configs` and `zoo text train | eval | predict | configs`, added
+to the `zoo` command through the `zoo.commands` entry point (`register(subparsers)`); `python -m
+detection ...` runs the detection verbs, e.g. under `torchrun --nproc_per_node=N -m detection train ...`
+(text runs are the same engine: `--model mayor`).
+
+The text verbs differ only where text does: `--model` is a text detector (`mayor`, `text_mask_rcnn`),
+`--data` takes `synthetic_text`, eval reports the text protocol's precision / recall / H-mean, predict
+draws polygons, and `configs` lists `detection/configs/text/`.
 """
 import argparse
 import json
@@ -18,7 +23,8 @@ def _train_config(args) -> dict:
     cfg = load_config(args.config) if args.config else {}
     flags = dict(model=args.model, backbone=args.backbone, data=args.data, epochs=args.epochs, out=args.out,
                  batch_size=args.batch_size, lr=args.lr, workers=args.workers, device=args.device,
-                 max_iters=args.max_iters, min_size=args.min_size, max_size=args.max_size)
+                 max_iters=args.max_iters, min_size=args.min_size, max_size=args.max_size,
+                 text_protocol=getattr(args, 'protocol', None))
     cfg.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         cfg['resume'] = True if args.resume == 'last' else args.resume
@@ -58,7 +64,8 @@ def _cmd_eval(args) -> int:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = evaluate(model.to(device), dataset, device, batch_size=args.batch_size,
-                       results_file=out / 'predictions_eval.json', progress=not args.no_progress)
+                       results_file=out / 'predictions_eval.json', progress=not args.no_progress,
+                       text_protocol=getattr(args, 'protocol', None) or cfg.text_protocol)
     print(json.dumps(metrics, indent=1))
     return 0
 
@@ -83,9 +90,11 @@ def _cmd_predict(args) -> int:
 
     from detection.engine import _resolve_device, load_detector, predict_images, to_coco_results
 
-    model, _ = load_detector(args.checkpoint, use_ema=not args.no_ema)
+    model, saved = load_detector(args.checkpoint, use_ema=not args.no_ema)
     device = _resolve_device(args.device)
     model.to(device)
+    if getattr(model, 'detector_kind', '') == 'text':
+        return _predict_text(model, saved, device, args)
     names = model.class_names or []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,24 +123,64 @@ def _cmd_predict(args) -> int:
     return 0
 
 
-def _cmd_configs(args) -> int:
-    from detection.config import list_configs, load_config
-    if args.name:
-        print(json.dumps(load_config(args.name), indent=1))
-    else:
-        print('\n'.join(list_configs()))
+def _predict_text(model, saved, device, args) -> int:
+    import torch
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    from detection.engine import predict_images
+    from detection.text import text_predictions
+    from detection.text_synthetic import draw_text_polygons
+
+    protocol = args.protocol or saved.get('text_protocol', 'icdar2015')
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in _images_in(args.images):
+        with Image.open(path) as im:
+            img = im.convert('RGB')
+        pred = predict_images(model, [F.to_dtype(F.pil_to_tensor(img), torch.float32, scale=True)], device)[0]
+        found = [r for r in text_predictions(model, pred, dict(height=img.height, width=img.width), protocol)
+                 if r['score'] >= args.score_thresh]
+        target = out / (path.stem + '_text.png')
+        draw_text_polygons(img, [r['polygon'] for r in found], [r['score'] for r in found]).save(target)
+        results += [dict(file_name=path.name, **r) for r in found]
+        print(f'{path} -> {target}: {len(found)} text instance(s)')
+    (out / 'predictions.json').write_text(json.dumps(results))
     return 0
 
 
-def add_verbs(sub) -> None:
-    """The detection verbs on an argparse subparsers object."""
-    from detection.models import KINDS
+def _cmd_convert(args) -> int:
+    from detection.text_data import convert_text_dataset
+
+    out = Path(args.out) if args.out else Path(args.root) / 'annotations' / f'text_{args.split}.json'
+    out.parent.mkdir(parents=True, exist_ok=True)
+    coco = convert_text_dataset(args.dataset, args.root, args.split, out)
+    ignored = sum(1 for a in coco['annotations'] if a.get('iscrowd'))
+    print(f"{out}: {len(coco['images'])} images, {len(coco['annotations'])} text instances ({ignored} don't-care)")
+    return 0
+
+
+def _cmd_configs(args) -> int:
+    from detection.config import CONFIG_DIR, TEXT_CONFIG_DIR, list_configs, load_config
+    if args.name:
+        print(json.dumps(load_config(args.name), indent=1))
+    else:
+        print('\n'.join(list_configs(TEXT_CONFIG_DIR if args.text else CONFIG_DIR)))
+    return 0
+
+
+def add_verbs(sub, text: bool = False) -> None:
+    """The detection verbs (or, `text=True`, the text-detection verbs) on an argparse subparsers object."""
+    from detection.models import KINDS, TEXT_KINDS
+    from detection.text_eval import TEXT_PROTOCOLS
 
     t = sub.add_parser('train', help='train a detector (also under torchrun: python -m detection train)')
     t.add_argument('--config', help='a YAML recipe or a packaged name (see `configs`)')
-    t.add_argument('--model', choices=KINDS)
+    t.add_argument('--model', choices=TEXT_KINDS if text else [k for k in KINDS if k not in TEXT_KINDS])
     t.add_argument('--backbone', help='any zoo / timm model with features_only, e.g. emov2_1m')
-    t.add_argument('--data', help="a COCO root folder or 'synthetic'")
+    t.add_argument('--data', help="a COCO root folder or 'synthetic_text' (the embedded dense-text benchmark)"
+                   if text else "a COCO root folder or 'synthetic'")
     t.add_argument('--epochs', type=int)
     t.add_argument('--out', help='output folder (checkpoint, metrics.jsonl, metrics.png, predictions)')
     t.add_argument('--batch-size', type=int, help='images per process')
@@ -147,8 +196,12 @@ def add_verbs(sub) -> None:
                    help='override any setting, YAML value, dotted keys (e.g. model_kwargs.frozen_stages=1)')
     t.add_argument('--no-progress', action='store_true')
     t.set_defaults(func=_cmd_train)
+    protocol_help = 'text metric: ' + ', '.join(TEXT_PROTOCOLS) + " (default: the run's text_protocol)"
+    if text:
+        t.add_argument('--protocol', choices=TEXT_PROTOCOLS, help=protocol_help)
 
-    e = sub.add_parser('eval', help='COCO mAP (bbox, segm) of a trained checkpoint')
+    e = sub.add_parser('eval', help=('precision / recall / H-mean' if text else 'COCO mAP (bbox, segm)')
+                       + ' of a trained checkpoint')
     e.add_argument('--checkpoint', required=True)
     e.add_argument('--data', help="COCO root or 'synthetic' (default: the training run's)")
     e.add_argument('--val-images'), e.add_argument('--val-annotations')
@@ -159,7 +212,8 @@ def add_verbs(sub) -> None:
     e.add_argument('--no-progress', action='store_true')
     e.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser('predict', help='draw predicted boxes and masks into PNGs')
+    p = sub.add_parser('predict', help=('draw predicted text polygons' if text else 'draw predicted boxes and masks')
+                       + ' into PNGs')
     p.add_argument('images', nargs='+', help='image files or folders')
     p.add_argument('--checkpoint', required=True)
     p.add_argument('--out', required=True)
@@ -167,10 +221,21 @@ def add_verbs(sub) -> None:
     p.add_argument('--device', default='auto')
     p.add_argument('--no-ema', action='store_true')
     p.set_defaults(func=_cmd_predict)
+    if text:
+        for verb in (e, p):
+            verb.add_argument('--protocol', choices=TEXT_PROTOCOLS, help=protocol_help)
+
+    if text:
+        v = sub.add_parser('convert', help='write a text dataset (official layout) as a COCO file for training')
+        v.add_argument('dataset', help='icdar2015, totaltext, ctw1500, msra_td500 or dast1500')
+        v.add_argument('root', help="the dataset's folder as distributed")
+        v.add_argument('--split', default='train', choices=['train', 'test'])
+        v.add_argument('--out', help='COCO file to write (default: ROOT/annotations/text_SPLIT.json)')
+        v.set_defaults(func=_cmd_convert)
 
     c = sub.add_parser('configs', help='list the packaged recipes, or print one fully resolved')
     c.add_argument('name', nargs='?')
-    c.set_defaults(func=_cmd_configs)
+    c.set_defaults(func=_cmd_configs, text=text)
 
 
 def register(subparsers) -> None:
@@ -180,6 +245,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser('detection', help='detectors on zoo backbones: train, eval, predict (COCO)')
     add_verbs(p.add_subparsers(dest='detection_command', required=True))
+    p = subparsers.add_parser('text', help='scene-text detectors (MAYOR, Mask R-CNN): train, eval, predict')
+    add_verbs(p.add_subparsers(dest='text_command', required=True), text=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -4,29 +4,33 @@ A recipe is a YAML mapping of `TrainConfig` fields. `_base_: other.yaml` (relati
 loaded first and the file's keys are merged over it, nested mappings key by key. Overrides are
 `key=value` strings whose value is read as YAML; dotted keys reach into mappings
 (`model_kwargs.backbone_kwargs.window_size=7`). Names without a folder or suffix are looked up among
-the packaged recipes in `detection/configs/` (`zoo detection configs` lists them).
+the packaged recipes in `detection/configs/` and, for text detectors, `detection/configs/text/`
+(`zoo detection configs` and `zoo text configs` list them).
 """
 import copy
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 CONFIG_DIR = Path(__file__).parent / 'configs'
+TEXT_CONFIG_DIR = CONFIG_DIR / 'text'
 
-__all__ = ['CONFIG_DIR', 'list_configs', 'find_config', 'load_config', 'apply_overrides']
+__all__ = ['CONFIG_DIR', 'TEXT_CONFIG_DIR', 'list_configs', 'find_config', 'load_config', 'apply_overrides']
 
 
-def list_configs() -> List[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob('*.yaml') if not p.name.startswith('_'))
+def list_configs(folder: Path = CONFIG_DIR) -> List[str]:
+    return sorted(p.stem for p in folder.glob('*.yaml') if not p.name.startswith('_'))
 
 
 def find_config(name: Union[str, Path]) -> Path:
     path = Path(name)
     if path.is_file():
         return path
-    packaged = CONFIG_DIR / (path.name if path.suffix == '.yaml' else path.name + '.yaml')
-    if packaged.is_file():
-        return packaged
-    raise FileNotFoundError(f"no config '{name}': give a YAML file or one of {', '.join(list_configs())}")
+    for folder in (CONFIG_DIR, TEXT_CONFIG_DIR):
+        packaged = folder / (path.name if path.suffix == '.yaml' else path.name + '.yaml')
+        if packaged.is_file():
+            return packaged
+    known = list_configs() + list_configs(TEXT_CONFIG_DIR)
+    raise FileNotFoundError(f"no config '{name}': give a YAML file or one of {', '.join(known)}")
 
 
 def _merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:

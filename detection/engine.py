@@ -39,6 +39,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from detection.data import CocoDetection, GroupedBatchSampler, aspect_ratio_groups, build_transforms, collate
 from detection.models import build_detector
+from detection.text import text_metrics, text_predictions
 
 __all__ = ['TrainConfig', 'train', 'evaluate', 'predict_images', 'to_coco_results', 'coco_evaluate',
            'build_optimizer', 'build_scheduler', 'save_checkpoint', 'load_checkpoint', 'plot_metrics',
@@ -53,12 +54,13 @@ class TrainConfig:
     num_classes: Optional[int] = None  # None: from the dataset's categories
     model_kwargs: Dict[str, Any] = field(default_factory=dict)  # build_detector: preset, frozen_stages, ...
     # data
-    data: str = 'synthetic'  # 'synthetic' or a COCO root folder
+    data: str = 'synthetic'  # 'synthetic', 'synthetic_text' or a COCO root folder
     train_images: Optional[str] = None
     train_annotations: Optional[str] = None
     val_images: Optional[str] = None
     val_annotations: Optional[str] = None
-    synthetic: Dict[str, Any] = field(default_factory=dict)  # make_synthetic_coco arguments
+    synthetic: Dict[str, Any] = field(default_factory=dict)  # make_synthetic_coco / make_synthetic_text arguments
+    text_protocol: str = 'icdar2015'  # text detectors: the metric (detection.text_eval.TEXT_PROTOCOLS)
     min_size: int = 800
     max_size: int = 1333
     flip_prob: float = 0.5
@@ -145,21 +147,30 @@ def _resolve_device(name: str) -> torch.device:
 
 
 # ---- data ---------------------------------------------------------------------------------------
+# built-in datasets: `data=<name>` writes them under `out/<name>` (again only when their parameters change)
+SYNTHETIC = {'synthetic': 'detection.synthetic:make_synthetic_coco',
+             'synthetic_text': 'detection.text_synthetic:make_synthetic_text'}
+
+
 def resolve_data(cfg: TrainConfig) -> Dict[str, Path]:
-    """Paths of train / val images and annotation files: explicit, a COCO root, or synthetic."""
-    if cfg.data == 'synthetic':
-        from detection.synthetic import make_synthetic_coco
-        root = Path(cfg.out) / 'synthetic'
+    """Paths of train / val images and annotation files: explicit, a COCO root, or built in
+    ('synthetic' shapes, 'synthetic_text' dense text)."""
+    if cfg.data in SYNTHETIC:
+        import importlib
+        module, fn = SYNTHETIC[cfg.data].split(':')
+        root = Path(cfg.out) / cfg.data
+        stamp = root / 'params.json'
+        params = json.dumps(cfg.synthetic, sort_keys=True)
         if _rank() == 0:
-            marker = root / 'annotations' / 'instances_val.json'
-            params = json.dumps(cfg.synthetic, sort_keys=True)
-            stamp = root / 'params.json'
-            if not marker.is_file() or not stamp.is_file() or stamp.read_text() != params:
-                make_synthetic_coco(root, **cfg.synthetic)
-                stamp.write_text(params)
+            written = json.loads(stamp.read_text()) if stamp.is_file() else {}
+            if written.get('params') != params or not all(Path(p).exists() for p in written.get('paths', {}).values()):
+                paths = getattr(importlib.import_module(module), fn)(root, **cfg.synthetic)
+                stamp.write_text(json.dumps(dict(params=params, paths={k: str(v) for k, v in paths.items()})))
         _barrier()
-        found = dict(train_images=root / 'train', train_annotations=root / 'annotations' / 'instances_train.json',
-                     val_images=root / 'val', val_annotations=root / 'annotations' / 'instances_val.json')
+        paths = {k: Path(v) for k, v in json.loads(stamp.read_text())['paths'].items()}
+        held_out = 'val' if 'val_images' in paths else 'test'  # the text benchmark names its split 'test'
+        found = dict(train_images=paths['train_images'], train_annotations=paths['train_annotations'],
+                     val_images=paths[f'{held_out}_images'], val_annotations=paths[f'{held_out}_annotations'])
     else:
         root = Path(cfg.data)
         found = {}
@@ -344,20 +355,28 @@ def predict_images(model: nn.Module, images: Sequence[torch.Tensor], device: tor
 
 def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, batch_size: int = 2,
              workers: int = 0, amp: bool = False, results_file: Optional[Union[str, Path]] = None,
-             progress: bool = False, max_images: Optional[int] = None) -> Dict[str, float]:
+             progress: bool = False, max_images: Optional[int] = None,
+             text_protocol: str = 'icdar2015') -> Dict[str, float]:
     """COCO mAP of `model` on `dataset` (whose transforms must not resize: the detector resizes and
-    maps its outputs back to the original image). Under DDP, each rank predicts its shard and rank 0
-    evaluates the union; every rank returns the metrics."""
+    maps its outputs back to the original image); for text detectors, the polygon precision / recall /
+    H-mean of `text_protocol` (`detection.text.text_metrics`), with polygons as the results file.
+    Under DDP, each rank predicts its shard and rank 0 evaluates the union; every rank returns the
+    metrics."""
     from tqdm import tqdm
 
+    text = getattr(_unwrap(model), 'detector_kind', '') == 'text'
     loader = _loader(dataset, batch_size, train=False, workers=workers, seed=0)
-    per_image: Dict[int, List[Dict[str, Any]]] = {}
+    per_image: Dict[int, Any] = {}
     seen = 0
     for images, targets in tqdm(loader, desc='eval', disable=not progress or _rank() != 0, leave=False):
         ids = [t['image_id'] for t in targets]
         outputs = predict_images(model, images, device, amp)
         for image_id, out in zip(ids, outputs):
-            per_image[int(image_id)] = to_coco_results([out], [image_id], dataset.label_to_cat_id)
+            if text:
+                per_image[int(image_id)] = text_predictions(_unwrap(model), out, dataset.coco.imgs[int(image_id)],
+                                                            text_protocol)
+            else:
+                per_image[int(image_id)] = to_coco_results([out], [image_id], dataset.label_to_cat_id)
         seen += len(ids)
         if max_images is not None and seen >= max_images:
             break
@@ -367,17 +386,24 @@ def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, bat
         for part in gathered:
             per_image.update(part)  # DistributedSampler pads with repeats: same image, same entries
     metrics: List[Optional[Dict[str, float]]] = [None]
-    if _rank() == 0:
+    if _rank() == 0 and text:
+        metrics[0] = text_metrics(dataset, per_image, text_protocol)
+        results = [dict(image_id=i, **r) for i in sorted(per_image) for r in per_image[i]]
+    elif _rank() == 0:
         results = [r for image_id in sorted(per_image) for r in per_image[image_id]]
         iou_types = ('bbox', 'segm') if getattr(_unwrap(model), 'detector_kind', '') == 'mask_rcnn' else ('bbox',)
         metrics[0] = coco_evaluate(dataset.coco, results, iou_types, image_ids=sorted(per_image))
-        if results_file is not None:
-            tmp = Path(str(results_file) + '.tmp')
-            tmp.write_text(json.dumps(results))
-            os.replace(tmp, results_file)
+    if _rank() == 0 and results_file is not None:
+        tmp = Path(str(results_file) + '.tmp')
+        tmp.write_text(json.dumps(results))
+        os.replace(tmp, results_file)
     if _dist_on():
         dist.broadcast_object_list(metrics, src=0)
     return metrics[0]
+
+
+# the validation figures printed and plotted per epoch
+HEADLINE = ('bbox_mAP', 'segm_mAP', 'hmean', 'best_hmean')
 
 
 # ---- logging ------------------------------------------------------------------------------------
@@ -404,11 +430,11 @@ def plot_metrics(jsonl: Union[str, Path], png: Union[str, Path]) -> None:
     if train:
         a.plot([r['iter'] for r in train], [r['loss'] for r in train])
     a.set_xlabel('iteration'), a.set_ylabel('loss'), a.set_title('training loss')
-    for key in ('bbox_mAP', 'segm_mAP'):
+    for key in HEADLINE:
         pts = [(r['epoch'], r[key]) for r in val if key in r]
         if pts:
             b.plot(*zip(*pts), marker='o', label=key)
-    b.set_xlabel('epoch'), b.set_ylabel('mAP'), b.set_title('validation')
+    b.set_xlabel('epoch'), b.set_ylabel('mAP / H-mean'), b.set_title('validation')
     if val:
         b.legend()
     fig.tight_layout()
@@ -544,10 +570,11 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
         if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or last_epoch):
             eval_model = ema.module if ema is not None else model
             metrics = evaluate(eval_model, val_set, device, batch_size=cfg.batch_size, workers=cfg.workers,
-                               amp=use_amp, results_file=out / f'predictions_val.json', progress=cfg.progress)
+                               amp=use_amp, results_file=out / f'predictions_val.json', progress=cfg.progress,
+                               text_protocol=cfg.text_protocol)
             log.write(type='val', epoch=epoch + 1, iter=it, **metrics)
             if rank == 0 and cfg.progress:
-                print(f'epoch {epoch + 1}: ' + ', '.join(f'{k} {v:.3f}' for k, v in metrics.items() if k.endswith('mAP')))
+                print(f'epoch {epoch + 1}: ' + ', '.join(f'{k} {v:.3f}' for k, v in metrics.items() if k in HEADLINE))
         if rank == 0:
             plot_metrics(out / 'metrics.jsonl', out / 'metrics.png')
         if stop:

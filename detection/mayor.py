@@ -37,7 +37,7 @@ inflate false positives; our choice) and `keep='all'` every contour (mmocr's `bi
 the baseline); fewer than 3 points are dropped; `mode='quad'` gives `minAreaRect` corners for
 quadrilateral benchmarks. The score is the box score.
 
-The baseline (`variant='mask_rcnn'`) is plain Mask R-CNN as mmocr configures it for text: anchors of
+The baseline (`variant='text_mask_rcnn'`) is plain Mask R-CNN as mmocr configures it for text: anchors of
 scale 4 (16..256 over P2-P6) with ratios 0.17, 0.44, 1.13, 2.90, 7.46, IoU matcher, deconv decoder,
 proposal-frame targets, BCE only, every contour kept.
 """
@@ -65,7 +65,7 @@ MMOCR_ANCHOR_RATIOS = (0.17, 0.44, 1.13, 2.90, 7.46)
 VARIANTS: Dict[str, Dict] = {
     'mayor': dict(assignment='adaptive', mask_decoder='mlp', mask_target_frame='gt_box', mask_dice_weight=1.0,
                   polygon_keep='largest'),
-    'mask_rcnn': dict(assignment='iou', mask_decoder='deconv', mask_target_frame='proposal', mask_dice_weight=0.0,
+    'text_mask_rcnn': dict(assignment='iou', mask_decoder='deconv', mask_target_frame='proposal', mask_dice_weight=0.0,
                       polygon_keep='all'),
 }
 
@@ -260,11 +260,10 @@ def build_text_detector(
         mask_target_frame: Optional[str] = None,
         mask_dice_weight: Optional[float] = None,
         polygon_keep: Optional[str] = None,
-        polygon_mode: str = 'poly',
         assign_topk: int = 9,
         **kwargs,
 ) -> nn.Module:
-    """MAYOR (`variant='mayor'`) or the plain Mask R-CNN text baseline (`'mask_rcnn'`) on any zoo /
+    """MAYOR (`variant='mayor'`) or the plain Mask R-CNN text baseline (`'text_mask_rcnn'`) on any zoo /
     timm backbone, one text class. The switches (module docstring) default to the variant's values;
     `**kwargs` go to `build_detector` (backbone, FPN, RoIAlign and torchvision settings)."""
     if variant not in VARIANTS:
@@ -279,8 +278,8 @@ def build_text_detector(
         raise ValueError(f"assignment must be 'adaptive' or 'iou', got '{s['assignment']}'")
     if s['mask_decoder'] not in ('mlp', 'deconv'):
         raise ValueError(f"mask_decoder must be 'mlp' or 'deconv', got '{s['mask_decoder']}'")
-    if polygon_mode not in ('poly', 'quad') or s['polygon_keep'] not in ('largest', 'all'):
-        raise ValueError("polygon_mode is 'poly' or 'quad', polygon_keep 'largest' or 'all'")
+    if s['polygon_keep'] not in ('largest', 'all'):
+        raise ValueError(f"polygon_keep must be 'largest' or 'all', got '{s['polygon_keep']}'")
 
     if s['assignment'] == 'adaptive':  # one square anchor per location, side 8 x stride (P2..P6)
         kwargs.setdefault('anchor_sizes', [(8 * 4 * 2 ** i,) for i in range(5)])
@@ -288,6 +287,7 @@ def build_text_detector(
     else:  # mmocr's Mask R-CNN text anchors: scale 4 x stride, five ratios
         kwargs.setdefault('anchor_sizes', [(4 * 4 * 2 ** i,) for i in range(5)])
         kwargs.setdefault('aspect_ratios', MMOCR_ANCHOR_RATIOS)
+    kwargs.pop('num_classes', None)
     model = build_detector('mask_rcnn', backbone, num_classes=1, **kwargs)
 
     rpn = model.rpn
@@ -314,7 +314,7 @@ def build_text_detector(
     model.rpn, model.roi_heads = rpn, roi_heads
     model.detector_kind = 'text'
     model.text_variant = variant
-    model.text_settings = dict(s, polygon_mode=polygon_mode)
+    model.text_settings = s
     return model
 
 

@@ -34,9 +34,11 @@ from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setu
 
 from detection.backbone import TimmFPNBackbone, TimmSSDLiteBackbone
 
-__all__ = ['KINDS', 'PRESETS', 'AlignedMultiScaleRoIAlign', 'build_detector']
+__all__ = ['KINDS', 'TEXT_KINDS', 'PRESETS', 'AlignedMultiScaleRoIAlign', 'build_detector']
 
-KINDS = ('mask_rcnn', 'faster_rcnn', 'retinanet', 'fcos', 'ssdlite')
+# text detectors (one class, polygons; `detection.mayor`) are Mask R-CNNs with other RPN and mask branches
+TEXT_KINDS = ('mayor', 'text_mask_rcnn')
+KINDS = ('mask_rcnn', 'faster_rcnn', 'retinanet', 'fcos', 'ssdlite') + TEXT_KINDS
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     'torchvision': dict(roi_sampling_ratio=2, roi_aligned=False, rpn_post_nms_top_n_train=2000,
@@ -94,7 +96,7 @@ def build_detector(
         out_channels: int = 256,
         backbone_kwargs: Optional[Dict[str, Any]] = None,
         anchor_sizes: Optional[Sequence[Sequence[int]]] = None,
-        aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        aspect_ratios: Optional[Sequence[float]] = None,
         roi_sampling_ratio: Optional[int] = None,
         roi_aligned: Optional[bool] = None,
         p6_from: Optional[str] = None,
@@ -107,7 +109,9 @@ def build_detector(
 
     Args:
         kind: 'mask_rcnn', 'faster_rcnn', 'retinanet', 'fcos' or 'ssdlite' (takes `input_size=320`;
-            min_size / max_size, anchors, RoI and FPN settings do not apply to it).
+            min_size / max_size, anchors, RoI and FPN settings do not apply to it); the text detectors
+            'mayor' and 'text_mask_rcnn' (`detection.mayor.build_text_detector`, whose switches such as
+            `assignment=` or `mask_decoder=` pass through `**overrides`).
         backbone: any model name with `features_only` (see `TimmFPNBackbone`).
         num_classes: object classes, without background.
         preset: 'mmdet' or 'torchvision' defaults for the settings where they differ (table above);
@@ -115,6 +119,7 @@ def build_detector(
         pretrained_backbone: load the backbone's ImageNet weights through the zoo weight path.
         frozen_stages, norm_eval, out_channels, backbone_kwargs: for `TimmFPNBackbone` / timm.
         anchor_sizes: one tuple of sizes per pyramid level (default: the detector's standard sizes).
+        aspect_ratios: anchor height / width ratios (default 0.5, 1, 2).
         roi_sampling_ratio, roi_aligned: RoIAlign settings of the R-CNN heads.
         p6_from, relu_before_p7: RetinaNet / FCOS extra levels.
         min_size, max_size: the detector's internal keep-ratio resize (800, 1333).
@@ -125,6 +130,17 @@ def build_detector(
         raise ValueError(f"unknown detector '{kind}'; choose from {', '.join(KINDS)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
+    if kind in TEXT_KINDS:
+        from detection.mayor import build_text_detector
+        if num_classes != 1:
+            raise ValueError(f"'{kind}' detects one class (text), got num_classes={num_classes}")
+        given = dict(anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, roi_sampling_ratio=roi_sampling_ratio,
+                     roi_aligned=roi_aligned, p6_from=p6_from, relu_before_p7=relu_before_p7)
+        return build_text_detector(
+            kind, backbone, preset=preset, pretrained_backbone=pretrained_backbone, frozen_stages=frozen_stages,
+            norm_eval=norm_eval, out_channels=out_channels, backbone_kwargs=backbone_kwargs, min_size=min_size,
+            max_size=max_size, **{k: v for k, v in given.items() if v is not None}, **overrides)
+    aspect_ratios = (0.5, 1.0, 2.0) if aspect_ratios is None else aspect_ratios
     p = dict(PRESETS[preset])
     for key, value in (('roi_sampling_ratio', roi_sampling_ratio), ('roi_aligned', roi_aligned),
                        ('p6_from', p6_from), ('relu_before_p7', relu_before_p7)):

@@ -166,7 +166,7 @@ def test_detections_to_polygons_in_image_coordinates():
     assert abs(poly[:, 1].min() - 50) <= 2 and abs(poly[:, 1].max() - 70) <= 2
 
 
-@pytest.mark.parametrize('variant', ['mayor', 'mask_rcnn'])
+@pytest.mark.parametrize('variant', ['mayor', 'text_mask_rcnn'])
 def test_train_step_and_inference(variant):
     torch.manual_seed(0)
     model = build_text_detector(variant, 'resnet18', min_size=128, max_size=128)
