@@ -108,7 +108,37 @@ def bench_warps(args, device, official):
             diff = (f_ours() - f_official()).abs().max().item()
             rows.append(dict(case=name, ours_ms=_time(f_ours, device, args.warmup, args.iters),
                              official_ms=_time(f_official, device, args.warmup, args.iters), max_abs_diff=diff))
+    rows += _bench_opencv(args, images, rois, offsets, index, device)
     return rows
+
+
+def _bench_opencv(args, images, rois, offsets, index, device):
+    """The official parser's path: OpenCV `remap` face by face on the uint8 HxWx3 image
+    (`ibug/roi_tanh_warping/reference_impl.py`), vs ours on the float image, all faces at once."""
+    try:
+        import numpy as np
+        import ibug.roi_tanh_warping.reference_impl as ref
+    except ImportError as e:  # OpenCV missing
+        print(f'(no OpenCV comparison: {e})')
+        return []
+    t, s = args.target, args.image_size
+    frames = [(img.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8) for img in images]
+    rois_np, offsets_np, index_np = rois.cpu().numpy(), offsets.cpu().numpy(), index.cpu().numpy()
+
+    def opencv():
+        return [ref.roi_tanh_polar_warp(frames[i], r, t, t, float(a), keep_aspect_ratio=True)
+                for r, a, i in zip(rois_np, offsets_np, index_np)]
+
+    def ours_warp():
+        return ours.roi_tanh_polar_warp(images, rois, t, t, offsets, keep_aspect_ratio=True, image_index=index)
+
+    with torch.no_grad():
+        a = torch.from_numpy(np.stack(opencv())).float()
+        b = (ours_warp().permute(0, 2, 3, 1).cpu() * 255)
+        diff = (a - b).abs()[:, 2:-2, 1:-2].max().item()  # the official grid's seam rows / outer column aside
+        return [dict(case='polar warp vs OpenCV', ours_ms=_time(ours_warp, device, args.warmup, args.iters),
+                     official_ms=_time(opencv, torch.device('cpu'), args.warmup, args.iters),
+                     max_abs_diff=diff / 255)]
 
 
 def bench_rtnet(args, device, rtnet_module):

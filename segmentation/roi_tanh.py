@@ -54,8 +54,14 @@ def _atanh(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.log((1.0 + x) / (1.0 - x).clamp_min(_EPS))
 
 
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(torch.is_tensor(t) and t.requires_grad for t in tensors)
+
+
 def _norm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """sqrt(x^2 + y^2) with a finite gradient (zero) at the origin."""
+    if not _needs_grad(x, y):
+        return torch.hypot(x, y)
     sq = x ** 2 + y ** 2
     pos = sq > 0
     return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), torch.zeros_like(sq))
@@ -63,6 +69,8 @@ def _norm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def _angle(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """atan2(y, x), 0 at the origin with a finite gradient there."""
+    if not _needs_grad(x, y):
+        return torch.atan2(y, x)  # atan2(0, 0) = 0
     origin = (x == 0) & (y == 0)
     return torch.where(origin, torch.zeros_like(x), torch.atan2(y, torch.where(origin, torch.ones_like(x), x)))
 
@@ -103,23 +111,34 @@ def _ellipse_scale(cos_t: torch.Tensor, sin_t: torch.Tensor, rx: torch.Tensor, r
     return rx * ry / torch.sqrt(ry ** 2 * cos_t ** 2 + rx ** 2 * sin_t ** 2)
 
 
-def _polar_offsets(w, h, width: int, height: int, keep_aspect_ratio: bool, dtype, device):
-    """Offsets from the roi centre (roi frame, before rotation) sampled by a tanh-polar map."""
+def _polar_directions(w, h, width: int, height: int, keep_aspect_ratio: bool, dtype, device):
+    """A tanh-polar map samples the roi frame at offsets rho * (px, py): rho [1, 1, width] per column
+    (atanh of the radius), (px, py) [N, height, 1] per row (the direction, scaled to the ellipse)."""
     rho = _atanh(torch.arange(width, dtype=dtype, device=device) / width).view(1, 1, -1)
     theta = (2.0 * math.pi / height) * torch.arange(height, dtype=dtype, device=device).view(1, -1, 1)
     cos_t, sin_t = theta.cos(), theta.sin()
     rx, ry = w / _SQRT_PI, h / _SQRT_PI
     if keep_aspect_ratio:
-        radius = rho * _ellipse_scale(cos_t, sin_t, rx, ry)
-        return radius * cos_t, radius * sin_t
-    return rx * rho * cos_t, ry * rho * sin_t
+        scale = _ellipse_scale(cos_t, sin_t, rx, ry)
+        return rho, scale * cos_t, scale * sin_t
+    return rho, rx * cos_t, ry * sin_t
+
+
+def _polar_offsets(w, h, width: int, height: int, keep_aspect_ratio: bool, dtype, device):
+    """Offsets from the roi centre (roi frame, before rotation) sampled by a tanh-polar map."""
+    rho, px, py = _polar_directions(w, h, width, height, keep_aspect_ratio, dtype, device)
+    return rho * px, rho * py
 
 
 def _circular_offsets(w, h, width: int, height: int, keep_aspect_ratio: bool, dtype, device):
     u = _pixel_centres(width, dtype, device).view(1, 1, -1)
     v = _pixel_centres(height, dtype, device).view(1, -1, 1)
     r = torch.sqrt(u ** 2 + v ** 2)
-    cos_t, sin_t = u / r.clamp_min(_EPS), v / r.clamp_min(_EPS)
+    # the centre pixel of an odd-sized map has no direction: any unit vector will do (its radius is 0),
+    # but (0, 0) would make the ellipse scale 0 / 0
+    centre = r == 0
+    cos_t = torch.where(centre, torch.ones_like(u), u / r.clamp_min(_EPS))
+    sin_t = torch.where(centre, torch.zeros_like(v), v / r.clamp_min(_EPS))
     rho = _atanh(r)
     rx, ry = w / _SQRT_PI, h / _SQRT_PI
     if keep_aspect_ratio:
@@ -150,8 +169,16 @@ def _polar_coords(dx, dy, w, h, keep_aspect_ratio: bool):
 
 def _pad_polar(maps: torch.Tensor) -> torch.Tensor:
     """One row wrapped around at top and bottom (the angle), column 0 repeated once on the left."""
-    maps = torch.cat([maps[..., -1:, :], maps, maps[..., :1, :]], dim=-2)
-    return torch.cat([maps[..., :1], maps], dim=-1)
+    if _needs_grad(maps):
+        maps = torch.cat([maps[..., -1:, :], maps, maps[..., :1, :]], dim=-2)
+        return torch.cat([maps[..., :1], maps], dim=-1)
+    h, w = maps.shape[-2:]
+    out = maps.new_empty(maps.shape[:-2] + (h + 2, w + 1))  # one copy of the maps instead of two
+    out[..., 1:h + 1, 1:] = maps
+    out[..., 0, 1:] = maps[..., -1, :]
+    out[..., h + 1, 1:] = maps[..., 0, :]
+    out[..., 0] = out[..., 1]
+    return out
 
 
 def _polar_grid(radius: torch.Tensor, angle: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -222,19 +249,50 @@ def _image_offsets(rois, angular_offsets, width: int, height: int, dtype, device
     return cos_a * px + sin_a * py, cos_a * py - sin_a * px, w, h
 
 
-def _sample_images(images: torch.Tensor, rois: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor,
-                   angular_offsets: Offsets, interpolation: str, padding: str,
-                   image_index: Optional[torch.Tensor]) -> torch.Tensor:
-    """Sample at centre + Rot(offset) (vx, vy) for every roi; one grid_sample for the whole batch."""
+def _warp_grid(images: torch.Tensor, rois: torch.Tensor, angular_offsets: Offsets, offsets) -> torch.Tensor:
+    """The grid_sample grid [N, h, w, 2] into `images` of the points centre + Rot(a) (vx, vy).
+
+    `offsets` is ('radial', rho [1, 1, w], px [N, h, 1], py [N, h, 1]) for v = rho * p (tanh-polar), or
+    ('sum', vx, vy) with vx, vy broadcastable ([N, 1, w] and [N, h, 1] for tanh-Cartesian). The
+    rotation and the normalisation to [-1, 1] are folded into the small factors, so every grid value
+    is written by one fused op (addcmul / add) instead of a chain of full-size temporaries.
+    """
     n = rois.shape[0]
-    dtype = vx.dtype
+    dtype = offsets[1].dtype
     cx, cy, _, _ = _roi_geometry(rois, dtype)
     cos_a, sin_a = _cos_sin(angular_offsets, n, dtype, images.device)
-    sx = cx + cos_a * vx - sin_a * vy
-    sy = cy + sin_a * vx + cos_a * vy
     img_h, img_w = images.shape[-2:]
-    grid = torch.stack((sx * (2.0 / max(img_w - 1, 1)) - 1.0, sy * (2.0 / max(img_h - 1, 1)) - 1.0), dim=-1)
-    grid = grid.expand(n, -1, -1, -1) if grid.shape[0] != n else grid
+    kx, ky = 2.0 / max(img_w - 1, 1), 2.0 / max(img_h - 1, 1)
+    # gx = x0 + ax vx + bx vy, gy = y0 + ay vx + by vy
+    x0, ax, bx = cx * kx - 1.0, kx * cos_a, -kx * sin_a
+    y0, ay, by = cy * ky - 1.0, ky * sin_a, ky * cos_a
+    if offsets[0] == 'radial':
+        _, rho, px, py = offsets
+        shape = (n, px.shape[1], rho.shape[2])
+        make_x = lambda out: torch.addcmul(x0, rho, ax * px + bx * py, out=out)  # noqa: E731
+        make_y = lambda out: torch.addcmul(y0, rho, ay * px + by * py, out=out)  # noqa: E731
+    else:
+        _, vx, vy = offsets
+        shape = (n,) + torch.broadcast_shapes(vx.shape[1:], vy.shape[1:])
+        make_x = lambda out: torch.add(x0 + ax * vx, bx * vy, out=out)  # noqa: E731
+        make_y = lambda out: torch.add(y0 + ay * vx, by * vy, out=out)  # noqa: E731
+    return _fill_grid(make_x, make_y, shape, dtype, images.device, _needs_grad(rois, angular_offsets))
+
+
+def _fill_grid(make_x, make_y, shape, dtype, device, grad: bool) -> torch.Tensor:
+    """[*shape, 2] from the two coordinate makers, written in place unless autograd needs them."""
+    if grad:  # out= does not record gradients
+        return torch.stack(torch.broadcast_tensors(make_x(None), make_y(None)), dim=-1).expand(*shape, 2)
+    grid = torch.empty(*shape, 2, dtype=dtype, device=device)
+    make_x(grid[..., 0])
+    make_y(grid[..., 1])
+    return grid
+
+
+def _sample_images(images: torch.Tensor, grid: torch.Tensor, interpolation: str, padding: str,
+                   image_index: Optional[torch.Tensor]) -> torch.Tensor:
+    """Sample every roi's grid [N, h, w, 2] from its image; one grid_sample for the whole batch."""
+    n = grid.shape[0]
     batch = images.shape[0]
     if image_index is None:
         if batch == n:
@@ -261,6 +319,87 @@ def _sample_images(images: torch.Tensor, rois: torch.Tensor, vx: torch.Tensor, v
     return out.view(batch, -1, k, t_h, t_w)[image_index, :, slot]
 
 
+def _pixel_factors(rois, angular_offsets, width: int, height: int, dtype, device):
+    """px [N, 1, W], py [N, H, 1] (image pixels from each roi centre), cos / sin of the roi angle
+    [N, 1, 1], and the roi width and height [N, 1, 1]: the small factors of `_image_offsets`."""
+    cx, cy, w, h = _roi_geometry(rois, dtype)
+    cos_a, sin_a = _cos_sin(angular_offsets, rois.shape[0], dtype, device)
+    px = torch.arange(width, dtype=dtype, device=device).view(1, 1, -1) - cx
+    py = torch.arange(height, dtype=dtype, device=device).view(1, -1, 1) - cy
+    return px, py, cos_a, sin_a, w, h
+
+
+def _affine_into(out: torch.Tensor, t: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
+    """out = t * scale + shift, in one pass (t broadcasts to out)."""
+    if t.shape == out.shape:
+        return torch.add(t.new_tensor(shift), t, alpha=scale, out=out)
+    return out.copy_(t * scale + shift)  # t is a small factor: the full-size work is the copy
+
+
+# points per chunk of restore grid: the elementwise chain of a chunk stays in cache (one 512 x 512 face)
+_CHUNK_POINTS = 1 << 18
+
+
+def _chunked_grid(build, rois: torch.Tensor, angular_offsets: Offsets, height: int, width: int, dtype, device,
+                  *args) -> torch.Tensor:
+    """An [N, height, width, 2] grid written by `build(grid_chunk, rois_chunk, offsets_chunk, *args)` a few
+    rois at a time: the chain of elementwise passes then runs in cache and memory sees one write per
+    value (twice as fast as whole-batch passes for the polar restore on a 2-core CPU)."""
+    n = rois.shape[0]
+    grid = torch.empty((n, height, width, 2), dtype=dtype, device=device)
+    if device is not None and torch.device(device).type != 'cpu':
+        return build(grid, rois, angular_offsets, *args) if n else grid  # GPU: one launch per op is better
+    offsets = torch.as_tensor(angular_offsets, dtype=dtype, device=device).reshape(-1)
+    step = max(1, _CHUNK_POINTS // max(height * width, 1))
+    for i in range(0, n, step):
+        build(grid[i:i + step], rois[i:i + step], offsets if offsets.numel() == 1 else offsets[i:i + step], *args)
+    return grid
+
+
+def _rotated(sin_a: torch.Tensor) -> bool:
+    """Whether any roi is rotated. Unrotated rois have separable restore grids: x depends on the image
+    column only and y on the row, so the transcendental work is done on [N, 1, W] and [N, H, 1]."""
+    return bool((sin_a != 0).any())
+
+
+def _cartesian_restore_grid(grid: torch.Tensor, rois, angular_offsets, map_size) -> torch.Tensor:
+    """Writes `roi_tanh_restore`'s grid [N, H, W, 2] (no autograd): per coordinate one fused add from
+    the small factors, an in-place tanh and one affine write (the pixel-centre normalisation is linear
+    in tanh)."""
+    px, py, cos_a, sin_a, w, h = _pixel_factors(rois, angular_offsets, grid.shape[2], grid.shape[1], grid.dtype,
+                                                grid.device)
+    map_h, map_w = map_size
+    tx, ty = (2.0 * cos_a / w) * px, (2.0 * cos_a / h) * py
+    if _rotated(sin_a):
+        tx, ty = tx + (2.0 * sin_a / w) * py, ty + (-2.0 * sin_a / h) * px
+    for k, (t, n) in enumerate(((tx.tanh_(), map_w), (ty.tanh_(), map_h))):
+        # ((t + 1) n / 2 - 0.5) * 2 / (n - 1) - 1 as t * a + b
+        _affine_into(grid[..., k], t, n / max(n - 1, 1), (n / 2.0 - 0.5) * 2.0 / max(n - 1, 1) - 1.0)
+    return grid
+
+
+def _polar_restore_grid(grid: torch.Tensor, rois, angular_offsets, map_size, keep_aspect_ratio: bool) -> torch.Tensor:
+    """Writes `roi_tanh_polar_restore`'s grid [N, H, W, 2] into the padded map (no autograd), in 5 to 8
+    passes over the grid instead of 40: q = -(offset / ellipse radii) from the small factors (the sign
+    folded in), the radius is tanh |q| and the angle atan2(-y, -x) + pi, which lies in (0, 2 pi] (no
+    remainder: an angle of 2 pi lands on the wrapped row, equal to row 0)."""
+    px, py, cos_a, sin_a, w, h = _pixel_factors(rois, angular_offsets, grid.shape[2], grid.shape[1], grid.dtype,
+                                                grid.device)
+    map_h, map_w = map_size
+    rx, ry = w / _SQRT_PI, h / _SQRT_PI
+    nqx, nqy = (-cos_a / rx) * px, (-cos_a / ry) * py
+    if _rotated(sin_a):
+        nqx, nqy = nqx + (-sin_a / rx) * py, nqy + (sin_a / ry) * px
+    radius = torch.hypot(nqx, nqy).tanh_()
+    if keep_aspect_ratio:
+        nqy = nqy * (ry / rx)  # atan2(-dy, -dx) = atan2(-qy ry / rx, -qx) since rx > 0
+    angle = torch.atan2(nqy, nqx)
+    _affine_into(grid[..., 0], radius, 2.0, 2.0 / map_w - 1.0)  # column radius * W + 1 of W + 1
+    # row (angle + pi) / (2 pi) * H + 1 of H + 2
+    _affine_into(grid[..., 1], angle, map_h / (math.pi * (map_h + 1)), 1.0 / (map_h + 1))
+    return grid
+
+
 def make_square_rois(rois: torch.Tensor, opt: int = 0) -> torch.Tensor:
     """Square boxes with the same centres: side = min (opt < 0), max (opt > 0) or geometric mean (0)."""
     sizes = rois[..., 2:4] - rois[..., :2]
@@ -284,8 +423,8 @@ def roi_tanh_warp(images: torch.Tensor, rois: torch.Tensor, target_width: int, t
     dtype = _grid_dtype(images)
     _, _, w, h = _roi_geometry(rois, dtype)
     vx, vy = _cartesian_offsets(w, h, target_width, target_height, dtype, images.device)
-    vx, vy = torch.broadcast_tensors(vx, vy)
-    return _sample_images(images, rois, vx, vy, angular_offsets, interpolation, padding, image_index)
+    grid = _warp_grid(images, rois, angular_offsets, ('sum', vx, vy))
+    return _sample_images(images, grid, interpolation, padding, image_index)
 
 
 def roi_tanh_polar_warp(images: torch.Tensor, rois: torch.Tensor, target_width: int, target_height: int,
@@ -294,8 +433,9 @@ def roi_tanh_polar_warp(images: torch.Tensor, rois: torch.Tensor, target_width: 
     """Tanh-polar warp: width axis = radius, height axis = angle. -> [N, C, target_height, target_width]."""
     dtype = _grid_dtype(images)
     _, _, w, h = _roi_geometry(rois, dtype)
-    vx, vy = _polar_offsets(w, h, target_width, target_height, keep_aspect_ratio, dtype, images.device)
-    return _sample_images(images, rois, vx, vy, angular_offsets, interpolation, padding, image_index)
+    rho, px, py = _polar_directions(w, h, target_width, target_height, keep_aspect_ratio, dtype, images.device)
+    grid = _warp_grid(images, rois, angular_offsets, ('radial', rho, px, py))
+    return _sample_images(images, grid, interpolation, padding, image_index)
 
 
 def roi_tanh_circular_warp(images: torch.Tensor, rois: torch.Tensor, target_width: int, target_height: int,
@@ -305,7 +445,8 @@ def roi_tanh_circular_warp(images: torch.Tensor, rois: torch.Tensor, target_widt
     dtype = _grid_dtype(images)
     _, _, w, h = _roi_geometry(rois, dtype)
     vx, vy = _circular_offsets(w, h, target_width, target_height, keep_aspect_ratio, dtype, images.device)
-    return _sample_images(images, rois, vx, vy, angular_offsets, interpolation, padding, image_index)
+    grid = _warp_grid(images, rois, angular_offsets, ('sum', vx, vy))
+    return _sample_images(images, grid, interpolation, padding, image_index)
 
 
 def roi_tanh_restore(warped_images: torch.Tensor, rois: torch.Tensor, image_width: int, image_height: int,
@@ -313,6 +454,10 @@ def roi_tanh_restore(warped_images: torch.Tensor, rois: torch.Tensor, image_widt
                      padding: str = 'zeros') -> torch.Tensor:
     """Inverse of `roi_tanh_warp`: [N, C, h, w] -> [N, C, image_height, image_width], one map per roi."""
     dtype = _grid_dtype(warped_images)
+    if not _needs_grad(rois, angular_offsets):
+        grid = _chunked_grid(_cartesian_restore_grid, rois, angular_offsets, image_height, image_width, dtype,
+                             warped_images.device, warped_images.shape[-2:])
+        return _grid_sample(warped_images, grid, interpolation, padding)
     dx, dy, w, h = _image_offsets(rois, angular_offsets, image_width, image_height, dtype, warped_images.device)
     return _sample_centred(warped_images, torch.tanh(dx / (w / 2.0)), torch.tanh(dy / (h / 2.0)),
                            interpolation, padding)
@@ -323,6 +468,10 @@ def roi_tanh_polar_restore(warped_images: torch.Tensor, rois: torch.Tensor, imag
                            keep_aspect_ratio: bool = False) -> torch.Tensor:
     """Inverse of `roi_tanh_polar_warp`: [N, C, h, w] -> [N, C, image_height, image_width]."""
     dtype = _grid_dtype(warped_images)
+    if not _needs_grad(rois, angular_offsets):
+        grid = _chunked_grid(_polar_restore_grid, rois, angular_offsets, image_height, image_width, dtype,
+                             warped_images.device, warped_images.shape[-2:], keep_aspect_ratio)
+        return _grid_sample(_pad_polar(warped_images), grid, interpolation, padding)
     dx, dy, w, h = _image_offsets(rois, angular_offsets, image_width, image_height, dtype, warped_images.device)
     radius, angle = _polar_coords(dx, dy, w, h, keep_aspect_ratio)
     return _sample_polar(warped_images, radius, angle, interpolation, padding)

@@ -156,3 +156,28 @@ def test_unknown_variant():
         rt.get_warp_func('spherical')
     with pytest.raises(ValueError, match='variant'):
         rt.get_restore_func('spherical')
+
+
+@pytest.mark.parametrize('variant', ['cartesian', 'polar', 'circular'])
+@pytest.mark.parametrize('keep', [False, True])
+@pytest.mark.parametrize('rotated', [False, True])
+def test_inference_grids_equal_the_autograd_path(variant, keep, rotated):
+    """Without autograd the warps and restores build their grids from small factors in place; the
+    result must equal the differentiable path's."""
+    from segmentation.roi_tanh import get_restore_func, get_warp_func
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 40, 56)
+    rois = torch.tensor([[5.0, 4.0, 30.0, 36.0], [20.0, 10.0, 50.0, 28.0], [1.0, 2.0, 11.0, 9.0]])
+    angles = torch.tensor([0.3, -1.2, 2.5]) if rotated else 0.0  # unrotated restores take a separable path
+    index = torch.tensor([0, 1, 1])
+    kw = {} if variant == 'cartesian' else dict(keep_aspect_ratio=keep)
+    warp, restore = get_warp_func(variant), get_restore_func(variant)
+    with torch.no_grad():
+        fast = warp(images, rois, 33, 29, angles, image_index=index, **kw)
+        fast_back = restore(fast, rois, 56, 40, angles, **kw)
+    slow_rois = rois.clone().requires_grad_()
+    slow = warp(images, slow_rois, 33, 29, angles, image_index=index, **kw)
+    slow_back = restore(slow, slow_rois, 56, 40, angles, **kw)
+    torch.testing.assert_close(fast, slow.detach(), atol=2e-5, rtol=0)
+    torch.testing.assert_close(fast_back, slow_back.detach(), atol=2e-5, rtol=0)
