@@ -72,6 +72,11 @@ def apply_overrides(config: Dict[str, Any], overrides: Sequence[str]) -> Dict[st
             raise ValueError(f"override '{item}' is not key=value")
         key, raw = item.split('=', 1)
         value = yaml.safe_load(raw) if raw.strip() else None
+        if isinstance(value, str):  # YAML 1.1 reads 6e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         node = out
         parts = key.strip().split('.')
         for part in parts[:-1]:
