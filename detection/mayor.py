@@ -300,16 +300,17 @@ def build_text_detector(
             rpn.fg_bg_sampler.positive_fraction, rpn._pre_nms_top_n, rpn._post_nms_top_n, rpn.nms_thresh,
             rpn.score_thresh, assigner=AdaptiveAnchorAssigner(assign_topk))
     heads = model.roi_heads
+    width = model.backbone.out_channels  # FPN width: 256 in the spec
     if s['mask_decoder'] == 'mlp':
-        predictor = MLPMaskDecoder(256, 64, heads.mask_roi_pool.output_size[0], 1024, 28)
+        predictor = MLPMaskDecoder(width, 64, heads.mask_roi_pool.output_size[0], 1024, 28)
     else:
-        predictor = MaskRCNNPredictor(256, 256, 1)
+        predictor = MaskRCNNPredictor(width, 256, 1)
     roi_heads = TextRoIHeads(
         heads.box_roi_pool, heads.box_head, heads.box_predictor,
         heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
         heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
         heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img,
-        mask_roi_pool=heads.mask_roi_pool, mask_head=MaskRCNNHeads(256, [256] * 4, 1), mask_predictor=predictor,
+        mask_roi_pool=heads.mask_roi_pool, mask_head=MaskRCNNHeads(width, [width] * 4, 1), mask_predictor=predictor,
         mask_target_frame=s['mask_target_frame'], mask_dice_weight=s['mask_dice_weight'])
     model.rpn, model.roi_heads = rpn, roi_heads
     model.detector_kind = 'text'

@@ -359,14 +359,22 @@ def _place_paragraph(canvas: _Canvas, rng, side, scale, max_chars) -> bool:
         for k, (text, strip) in enumerate(lines):
             c = origin + (indents[k] + strip.shape[1] / 2) * e1 + (k * pitch + pitch / 2) * e2
             geo.append(_straight(strip.shape, float(c[0]), float(c[1]), angle))
-        polys = [g[0] for g in geo]
-        if canvas.fits(polys):
-            colour = _contrast_colour(rng, canvas.background_luminance(polys))
-            for (text, strip), (poly, inverse) in zip(lines, geo):
-                canvas.paint(strip, poly, inverse, colour, 1.0, text, False, margin=0)
-            canvas.occupied |= _dilated_union(polys, canvas)
+        if _paint_group(canvas, rng, lines, geo):
             return True
     return False
+
+
+def _paint_group(canvas: _Canvas, rng, lines, geo) -> bool:
+    """Paints lines [(text, strip)] at their geometry [(polygon, inverse map)] in one colour if every
+    polygon fits on the canvas; returns whether it did."""
+    polys = [g[0] for g in geo]
+    if not canvas.fits(polys):
+        return False
+    colour = _contrast_colour(rng, canvas.background_luminance(polys))
+    for (text, strip), (poly, inverse) in zip(lines, geo):
+        canvas.paint(strip, poly, inverse, colour, 1.0, text, False, margin=0)
+    canvas.occupied |= _dilated_union(polys, canvas)
+    return True
 
 
 def _dilated_union(polys: Sequence[np.ndarray], canvas: _Canvas, grow: int = 2) -> np.ndarray:
@@ -399,12 +407,7 @@ def _place_curved(canvas: _Canvas, rng, side, scale, max_chars) -> bool:
         mx, my = rng.uniform(0, canvas.w), rng.uniform(0, canvas.h)
         cx, cy = mx - radius0 * math.cos(theta_c), my - radius0 * math.sin(theta_c)
         geo = [_arc(s.shape, cx, cy, r, theta_c, sigma) for (_, s), r in zip(lines, radii)]
-        polys = [g[0] for g in geo]
-        if canvas.fits(polys):
-            colour = _contrast_colour(rng, canvas.background_luminance(polys))
-            for (text, strip), (poly, inverse) in zip(lines, geo):
-                canvas.paint(strip, poly, inverse, colour, 1.0, text, False, margin=0)
-            canvas.occupied |= _dilated_union(polys, canvas)
+        if _paint_group(canvas, rng, lines, geo):
             return True
     return False
 

@@ -26,3 +26,15 @@ def to_facenet_names(state_dict):
                 break
         out[key] = value
     return out
+
+
+def folder_digest(folder) -> str:
+    """sha256 over the names and bytes of every file below `folder`: equal digests, equal trees."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for p in sorted(Path(folder).rglob('*')):
+        if p.is_file():
+            h.update(p.name.encode()), h.update(p.read_bytes())
+    return h.hexdigest()

@@ -1,4 +1,3 @@
-import hashlib
 import json
 
 import numpy as np
@@ -9,22 +8,15 @@ pycocotools = pytest.importorskip('pycocotools')
 from pycocotools.coco import COCO  # noqa: E402
 
 from detection.synthetic import CATEGORIES, make_synthetic_coco  # noqa: E402
-
-
-def _digest(folder):
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob('*')):
-        if p.is_file():
-            h.update(p.name.encode()), h.update(p.read_bytes())
-    return h.hexdigest()
+from tests.helpers import folder_digest  # noqa: E402
 
 
 def test_layout_and_determinism(tmp_path):
     kw = dict(num_train=12, num_val=4, image_size=96, seed=3, crowd_prob=0.3, empty_prob=0.2)
     paths = make_synthetic_coco(tmp_path / 'a', **kw)
     make_synthetic_coco(tmp_path / 'b', **kw)
-    assert _digest(tmp_path / 'a') == _digest(tmp_path / 'b')
-    assert _digest(tmp_path / 'a') != _digest(make_synthetic_coco(tmp_path / 'c', **{**kw, 'seed': 4})['train_images'].parent)
+    assert folder_digest(tmp_path / 'a') == folder_digest(tmp_path / 'b')
+    assert folder_digest(tmp_path / 'a') != folder_digest(make_synthetic_coco(tmp_path / 'c', **{**kw, 'seed': 4})['train_images'].parent)
     for split, n in (('train', 12), ('val', 4)):
         coco = COCO(str(paths[f'{split}_annotations']))
         assert len(coco.getImgIds()) == n

@@ -1,6 +1,5 @@
 """Text dataset readers, COCO conversion and the synthetic dense-text benchmark (detection.text_data,
 detection.text_synthetic). Every dataset here is hand-written in tmp_path in its official format."""
-import hashlib
 import json
 import math
 import warnings
@@ -20,6 +19,7 @@ from detection.text_data import (TextInstance, TextRecord, coco_to_text_gts, con
                                  read_msra_td500, read_totaltext, records_to_coco)
 from detection.text_synthetic import (draw_text_polygons, make_synthetic_text, render_text_strip,  # noqa: E402
                                       synthetic_text_image)
+from tests.helpers import folder_digest  # noqa: E402
 
 BOM = '\ufeff'
 
@@ -273,21 +273,13 @@ def test_convert_text_dataset(tmp_path):
 # synthetic benchmark
 
 
-def _digest(folder):
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob('*')):
-        if p.is_file():
-            h.update(p.name.encode()), h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def test_synthetic_determinism_and_loading(tmp_path):
     kw = dict(num_train=4, num_test=2, image_size=(160, 192))
     paths = make_synthetic_text(tmp_path / 'a', seed=5, **kw)
     make_synthetic_text(tmp_path / 'b', seed=5, **kw)
     make_synthetic_text(tmp_path / 'c', seed=6, **kw)
-    assert _digest(tmp_path / 'a') == _digest(tmp_path / 'b')
-    assert _digest(tmp_path / 'a') != _digest(tmp_path / 'c')
+    assert folder_digest(tmp_path / 'a') == folder_digest(tmp_path / 'b')
+    assert folder_digest(tmp_path / 'a') != folder_digest(tmp_path / 'c')
     assert sorted(p.name for p in (tmp_path / 'a/train').iterdir()) == [f'{i:06d}.png' for i in range(4)]
     for split, n in (('train', 4), ('test', 2)):
         ds = CocoDetection(paths[f'{split}_images'], paths[f'{split}_annotations'], check_files=True)

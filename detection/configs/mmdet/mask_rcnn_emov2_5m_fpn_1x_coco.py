@@ -1,12 +1,7 @@
-# mask_rcnn with EMOv2-5M, 1x (official: mask_rcnn/mask-rcnn_emo2_5M_fpn_1x_coco.py)
-_base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', 'mmdet::_base_/datasets/coco_instance.py',
-          './_emov2_1x.py']
+# mask_rcnn with EMOv2-5M, 1x (official: mask_rcnn/mask-rcnn_emo2_5M_fpn_1x_coco.py): the 1M recipe with another backbone
+_base_ = './mask_rcnn_emov2_1m_fpn_1x_coco.py'
 
 model = dict(
-    backbone=dict(
-        _delete_=True, type='ZooBackbone', model_name='emov2_5m', out_indices=(1, 2, 3, 4),
-        frozen_stages=1, norm_eval=True, pretrained=True,
-        window_size=10, drop_path_rate=0.05),
+    backbone=dict(model_name='emov2_5m', drop_path_rate=0.05, pretrained=True),
     neck=dict(in_channels=[48, 72, 160, 288]),
 )
-train_dataloader = dict(batch_size=4, num_workers=4)  # per GPU, 4 GPUs
