@@ -551,7 +551,7 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
             losses_seen.append(value)
             bar.set_postfix(loss=f'{value:.3f}', lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             if it % cfg.log_every == 0 or it == 1:
-                log.write(type='train', epoch=epoch + 1, iter=it, lr=optimizer.param_groups[0]['lr'], loss=value,
+                log.write(type='train', time=time.time(), epoch=epoch + 1, iter=it, lr=optimizer.param_groups[0]['lr'], loss=value,
                           grad_norm=grad_norm, **{k: v.item() for k, v in loss_dict.items()})
             if cfg.max_iters is not None and it >= cfg.max_iters:
                 stop = True
