@@ -364,7 +364,8 @@ def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, bat
     metrics."""
     from tqdm import tqdm
 
-    text = getattr(_unwrap(model), 'detector_kind', '') == 'text'
+    kind = getattr(_unwrap(model), 'detector_kind', '')
+    text = kind == 'text'
     loader = _loader(dataset, batch_size, train=False, workers=workers, seed=0)
     per_image: Dict[int, Any] = {}
     seen = 0
@@ -391,7 +392,7 @@ def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, bat
         results = [dict(image_id=i, **r) for i in sorted(per_image) for r in per_image[i]]
     elif _rank() == 0:
         results = [r for image_id in sorted(per_image) for r in per_image[image_id]]
-        iou_types = ('bbox', 'segm') if getattr(_unwrap(model), 'detector_kind', '') == 'mask_rcnn' else ('bbox',)
+        iou_types = ('bbox', 'segm') if kind == 'mask_rcnn' else ('bbox',)
         metrics[0] = coco_evaluate(dataset.coco, results, iou_types, image_ids=sorted(per_image))
     if _rank() == 0 and results_file is not None:
         tmp = Path(str(results_file) + '.tmp')

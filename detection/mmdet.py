@@ -24,10 +24,10 @@ from detection.backbone import TimmFPNBackbone, backbone_feature_info
 __all__ = ['ZooBackbone', 'config_path']
 
 
-def _strides(model_name: str, out_indices: Optional[Sequence[int]], model_kwargs) -> Tuple[int, ...]:
+def _strides(model_name: str, info, out_indices: Optional[Sequence[int]]) -> Tuple[int, ...]:
+    """The strides `out_indices` (timm feature indices into `info`) name; default C2-C5."""
     if out_indices is None:
         return (4, 8, 16, 32)
-    info, _ = backbone_feature_info(model_name, **model_kwargs)
     if any(not 0 <= i < len(info) for i in out_indices):
         raise IndexError(f"out_indices {tuple(out_indices)} out of range for '{model_name}', which has "
                          f'{len(info)} feature levels (strides {[int(f["reduction"]) for f in info]})')
@@ -52,8 +52,9 @@ class ZooBackbone(BaseModule):
     def __init__(self, model_name: str, out_indices: Optional[Sequence[int]] = None, frozen_stages: int = -1,
                  norm_eval: bool = False, pretrained: bool = False, init_cfg=None, **model_kwargs):
         super().__init__(init_cfg)
+        info = backbone_feature_info(model_name, **model_kwargs)[0] if out_indices is not None else None
         self.features = TimmFPNBackbone(
-            model_name, strides=_strides(model_name, out_indices, model_kwargs), out_channels=None,
+            model_name, strides=_strides(model_name, info, out_indices), out_channels=None,
             frozen_stages=frozen_stages, norm_eval=norm_eval, pretrained=pretrained, **model_kwargs)
         self.out_channels = list(self.features.in_channels)
 
@@ -62,7 +63,7 @@ class ZooBackbone(BaseModule):
         """The channels of the maps `ZooBackbone` returns: the neck's `in_channels`."""
         info, _ = backbone_feature_info(model_name, **model_kwargs)
         by_stride = {int(f['reduction']): int(f['num_chs']) for f in info}  # the deepest map per stride wins
-        return [by_stride[s] for s in _strides(model_name, out_indices, model_kwargs)]
+        return [by_stride[s] for s in _strides(model_name, info, out_indices)]
 
     def init_weights(self):
         # weights come from timm (random init or the zoo's pretrained path), not from mmengine's init_cfg

@@ -5,8 +5,9 @@ A text dataset is a COCO file with one `text` category whose segmentations are p
 don't-care regions are `iscrowd=1` (`detection.text_data` writes ICDAR2015, Total-Text, CTW1500,
 MSRA-TD500 and DAST1500 that way; `data=synthetic_text` writes the embedded dense-text benchmark), so
 `detection.engine` trains the text detectors (`detection.mayor`) as any other detector. Evaluation
-traces each detection's mask to a polygon (`detections_to_polygons`, with the model's `polygon_keep` /
-`polygon_mode`) and scores the polygons with `detection.text_eval` under the run's `text_protocol`.
+traces each detection's mask to a polygon (`detections_to_polygons`, with the model's `polygon_keep`;
+quadrilaterals for the protocols in `QUAD_PROTOCOLS`) and scores the polygons with `detection.text_eval`
+under the run's `text_protocol`.
 """
 from typing import Any, Dict, List, Mapping
 

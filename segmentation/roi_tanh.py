@@ -240,12 +240,19 @@ def grid_sample(maps: torch.Tensor, grid: torch.Tensor, interpolation: str = 'bi
     return _grid_sample(maps, grid, interpolation, padding)
 
 
-def _image_offsets(rois, angular_offsets, width: int, height: int, dtype, device):
-    """Offsets of every image pixel from each roi centre, in the roi's rotated frame: [N, H, W] each."""
+def _pixel_factors(rois, angular_offsets, width: int, height: int, dtype, device):
+    """px [N, 1, W], py [N, H, 1] (image pixels from each roi centre), cos / sin of the roi angle
+    [N, 1, 1], and the roi width and height [N, 1, 1]: the small factors of `_image_offsets`."""
     cx, cy, w, h = _roi_geometry(rois, dtype)
     cos_a, sin_a = _cos_sin(angular_offsets, rois.shape[0], dtype, device)
     px = torch.arange(width, dtype=dtype, device=device).view(1, 1, -1) - cx
     py = torch.arange(height, dtype=dtype, device=device).view(1, -1, 1) - cy
+    return px, py, cos_a, sin_a, w, h
+
+
+def _image_offsets(rois, angular_offsets, width: int, height: int, dtype, device):
+    """Offsets of every image pixel from each roi centre, in the roi's rotated frame: [N, H, W] each."""
+    px, py, cos_a, sin_a, w, h = _pixel_factors(rois, angular_offsets, width, height, dtype, device)
     return cos_a * px + sin_a * py, cos_a * py - sin_a * px, w, h
 
 
@@ -281,8 +288,8 @@ def _warp_grid(images: torch.Tensor, rois: torch.Tensor, angular_offsets: Offset
 
 def _fill_grid(make_x, make_y, shape, dtype, device, grad: bool) -> torch.Tensor:
     """[*shape, 2] from the two coordinate makers, written in place unless autograd needs them."""
-    if grad:  # out= does not record gradients
-        return torch.stack(torch.broadcast_tensors(make_x(None), make_y(None)), dim=-1).expand(*shape, 2)
+    if grad:  # out= does not record gradients; both makers already give the full [*shape]
+        return torch.stack((make_x(None), make_y(None)), dim=-1)
     grid = torch.empty(*shape, 2, dtype=dtype, device=device)
     make_x(grid[..., 0])
     make_y(grid[..., 1])
@@ -317,16 +324,6 @@ def _sample_images(images: torch.Tensor, grid: torch.Tensor, interpolation: str,
     stacked = stacked.index_put((image_index, slot), grid)
     out = _grid_sample(images, stacked.view(batch, k * t_h, t_w, 2), interpolation, padding)
     return out.view(batch, -1, k, t_h, t_w)[image_index, :, slot]
-
-
-def _pixel_factors(rois, angular_offsets, width: int, height: int, dtype, device):
-    """px [N, 1, W], py [N, H, 1] (image pixels from each roi centre), cos / sin of the roi angle
-    [N, 1, 1], and the roi width and height [N, 1, 1]: the small factors of `_image_offsets`."""
-    cx, cy, w, h = _roi_geometry(rois, dtype)
-    cos_a, sin_a = _cos_sin(angular_offsets, rois.shape[0], dtype, device)
-    px = torch.arange(width, dtype=dtype, device=device).view(1, 1, -1) - cx
-    py = torch.arange(height, dtype=dtype, device=device).view(1, -1, 1) - cy
-    return px, py, cos_a, sin_a, w, h
 
 
 def _affine_into(out: torch.Tensor, t: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
