@@ -24,11 +24,15 @@ Differences from the official code (none change its numbers beyond float roundin
   * warps take an optional ``image_index`` ([N] ints, like torchvision's RoIAlign batch index): several
     faces of one image are warped from that image without copying it per face; all faces of all images
     still go through one ``grid_sample`` call (each image's faces are stacked along the grid's height).
-    Without it, ``images`` has one image per roi (the official API) or a single image for all rois.
+    Without it, ``images`` has one image per roi (the official API) or a single image for all rois;
+  * on CPU, inference calls keep their grids and padded maps in per-thread buffers between calls
+    (`release_workspace` frees them): a fresh 64 MiB grid is new memory from the OS on every call, and
+    touching it the first time cost as much as computing it.
 
 Everything is differentiable with respect to the images, the warped maps and the rois.
 """
 import math
+import threading
 from typing import Callable, Optional, Tuple, Union
 
 import torch
@@ -41,7 +45,7 @@ __all__ = [
     'roi_tanh_circular_warp', 'roi_tanh_circular_restore',
     'roi_tanh_polar_to_roi_tanh', 'roi_tanh_to_roi_tanh_polar',
     'get_warp_func', 'get_restore_func',
-    'polar_to_cartesian_grid', 'cartesian_to_polar_grid', 'pad_polar_map', 'grid_sample',
+    'polar_to_cartesian_grid', 'cartesian_to_polar_grid', 'pad_polar_map', 'grid_sample', 'release_workspace',
 ]
 
 Offsets = Union[float, torch.Tensor]
@@ -56,6 +60,12 @@ def _atanh(x: torch.Tensor) -> torch.Tensor:
 
 def _needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(torch.is_tensor(t) and t.requires_grad for t in tensors)
+
+
+def _reusable(*tensors) -> bool:
+    """Whether a grid built from these inputs may live in the reused workspace: not when autograd
+    would save it for the backward pass (the next call would overwrite it)."""
+    return not _needs_grad(*tensors)
 
 
 def _norm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -167,13 +177,16 @@ def _polar_coords(dx, dy, w, h, keep_aspect_ratio: bool):
     return torch.tanh(rho), torch.remainder(theta / (2.0 * math.pi), 1.0)
 
 
-def _pad_polar(maps: torch.Tensor) -> torch.Tensor:
-    """One row wrapped around at top and bottom (the angle), column 0 repeated once on the left."""
+def _pad_polar(maps: torch.Tensor, scratch: bool = False) -> torch.Tensor:
+    """One row wrapped around at top and bottom (the angle), column 0 repeated once on the left.
+    `scratch`: the result only feeds one grid_sample call, so it may live in the workspace."""
     if _needs_grad(maps):
         maps = torch.cat([maps[..., -1:, :], maps, maps[..., :1, :]], dim=-2)
         return torch.cat([maps[..., :1], maps], dim=-1)
     h, w = maps.shape[-2:]
-    out = maps.new_empty(maps.shape[:-2] + (h + 2, w + 1))  # one copy of the maps instead of two
+    shape = maps.shape[:-2] + (h + 2, w + 1)
+    # one copy of the maps instead of two
+    out = _scratch('padded', shape, maps.dtype, maps.device) if scratch else maps.new_empty(shape)
     out[..., 1:h + 1, 1:] = maps
     out[..., 0, 1:] = maps[..., -1, :]
     out[..., h + 1, 1:] = maps[..., 0, :]
@@ -256,13 +269,15 @@ def _image_offsets(rois, angular_offsets, width: int, height: int, dtype, device
     return cos_a * px + sin_a * py, cos_a * py - sin_a * px, w, h
 
 
-def _warp_grid(images: torch.Tensor, rois: torch.Tensor, angular_offsets: Offsets, offsets) -> torch.Tensor:
+def _warp_grid(images: torch.Tensor, rois: torch.Tensor, angular_offsets: Offsets, offsets,
+               reuse: bool) -> torch.Tensor:
     """The grid_sample grid [N, h, w, 2] into `images` of the points centre + Rot(a) (vx, vy).
 
     `offsets` is ('radial', rho [1, 1, w], px [N, h, 1], py [N, h, 1]) for v = rho * p (tanh-polar), or
     ('sum', vx, vy) with vx, vy broadcastable ([N, 1, w] and [N, h, 1] for tanh-Cartesian). The
-    rotation and the normalisation to [-1, 1] are folded into the small factors, so every grid value
-    is written by one fused op (addcmul / add) instead of a chain of full-size temporaries.
+    rotation and the normalisation to [-1, 1] are folded into small factors holding both coordinates
+    ([..., 2]), so the whole grid is written by one broadcast op into contiguous memory instead of two
+    strided passes (one per coordinate), four times as slow.
     """
     n = rois.shape[0]
     dtype = offsets[1].dtype
@@ -270,30 +285,63 @@ def _warp_grid(images: torch.Tensor, rois: torch.Tensor, angular_offsets: Offset
     cos_a, sin_a = _cos_sin(angular_offsets, n, dtype, images.device)
     img_h, img_w = images.shape[-2:]
     kx, ky = 2.0 / max(img_w - 1, 1), 2.0 / max(img_h - 1, 1)
-    # gx = x0 + ax vx + bx vy, gy = y0 + ay vx + by vy
-    x0, ax, bx = cx * kx - 1.0, kx * cos_a, -kx * sin_a
-    y0, ay, by = cy * ky - 1.0, ky * sin_a, ky * cos_a
+    # (gx, gy) = origin + vx (ax, ay) + vy (bx, by)
+    origin = torch.stack((cx * kx - 1.0, cy * ky - 1.0), -1)
+    along_x = torch.stack((kx * cos_a, ky * sin_a), -1)
+    along_y = torch.stack((-kx * sin_a, ky * cos_a), -1)
     if offsets[0] == 'radial':
         _, rho, px, py = offsets
-        shape = (n, px.shape[1], rho.shape[2])
-        make_x = lambda out: torch.addcmul(x0, rho, ax * px + bx * py, out=out)  # noqa: E731
-        make_y = lambda out: torch.addcmul(y0, rho, ay * px + by * py, out=out)  # noqa: E731
-    else:
-        _, vx, vy = offsets
-        shape = (n,) + torch.broadcast_shapes(vx.shape[1:], vy.shape[1:])
-        make_x = lambda out: torch.add(x0 + ax * vx, bx * vy, out=out)  # noqa: E731
-        make_y = lambda out: torch.add(y0 + ay * vx, by * vy, out=out)  # noqa: E731
-    return _fill_grid(make_x, make_y, shape, dtype, images.device, _needs_grad(rois, angular_offsets))
+        shape = (n, px.shape[1], rho.shape[2], 2)
+        out = _scratch('grid', shape, dtype, images.device) if reuse else None
+        return torch.addcmul(origin, rho.unsqueeze(-1), px.unsqueeze(-1) * along_x + py.unsqueeze(-1) * along_y,
+                             out=out)
+    _, vx, vy = offsets
+    shape = (n,) + torch.broadcast_shapes(vx.shape[1:], vy.shape[1:]) + (2,)
+    out = _scratch('grid', shape, dtype, images.device) if reuse else None
+    return _add_pairs(origin + vx.unsqueeze(-1) * along_x, vy.unsqueeze(-1) * along_y, out)
 
 
-def _fill_grid(make_x, make_y, shape, dtype, device, grad: bool) -> torch.Tensor:
-    """[*shape, 2] from the two coordinate makers, written in place unless autograd needs them."""
-    if grad:  # out= does not record gradients; both makers already give the full [*shape]
-        return torch.stack((make_x(None), make_y(None)), dim=-1)
-    grid = torch.empty(*shape, 2, dtype=dtype, device=device)
-    make_x(grid[..., 0])
-    make_y(grid[..., 1])
-    return grid
+def _add_pairs(a: torch.Tensor, b: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """a + b for coordinate pairs [..., 2] that broadcast, added as complex numbers: as real tensors the
+    pair is the innermost dimension and a broadcast add runs an inner loop of two (six times as slow)."""
+    total = torch.add(torch.view_as_complex(a), torch.view_as_complex(b),
+                      out=None if out is None else torch.view_as_complex(out))
+    return torch.view_as_real(total) if out is None else out
+
+
+class _Workspace(threading.local):
+    def __init__(self):
+        self.buffers = {}
+
+
+_WORKSPACE = _Workspace()
+# the largest buffer kept between calls (the grid of 32 faces restored to 512 x 512 is 64 MiB)
+WORKSPACE_MAX_BYTES = 256 << 20
+
+
+def _scratch(name: str, shape, dtype, device) -> torch.Tensor:
+    """Uninitialised memory for a tensor that one grid_sample call reads and drops (a grid, a padded
+    map): never for anything returned, or kept by autograd.
+
+    On CPU it is a per-thread buffer per name kept between calls: a fresh 64 MiB tensor is new memory
+    from the OS every call (allocations that large bypass the allocator's free lists), and its
+    first-touch page faults took as long as computing the grid (14 ms here). GPU allocators cache already.
+    """
+    if torch.device(device).type != 'cpu':
+        return torch.empty(shape, dtype=dtype, device=device)
+    numel = math.prod(shape)
+    buffer = _WORKSPACE.buffers.get(name)
+    if buffer is None or buffer.dtype != dtype or buffer.numel() < numel:
+        with torch.inference_mode(False):  # a normal tensor works in and out of inference mode
+            buffer = torch.empty(numel, dtype=dtype)
+        if numel * buffer.element_size() <= WORKSPACE_MAX_BYTES:
+            _WORKSPACE.buffers[name] = buffer
+    return buffer[:numel].view(shape)
+
+
+def release_workspace() -> None:
+    """Frees this thread's buffers kept between inference calls (grids and padded maps)."""
+    _WORKSPACE.buffers.clear()
 
 
 def _sample_images(images: torch.Tensor, grid: torch.Tensor, interpolation: str, padding: str,
@@ -320,37 +368,38 @@ def _sample_images(images: torch.Tensor, grid: torch.Tensor, interpolation: str,
     slot[order] = torch.arange(n, device=images.device) - starts[image_index[order]]
     k = int(counts.max()) if n else 0
     t_h, t_w = grid.shape[1:3]
-    stacked = grid.new_full((batch, k, t_h, t_w, 2), -2.0)  # unused slots sample outside (discarded)
-    stacked = stacked.index_put((image_index, slot), grid)
+    shape = (batch, k, t_h, t_w, 2)
+    if _reusable(images, grid):
+        stacked = _scratch('stacked', shape, grid.dtype, grid.device).fill_(-2.0)
+        stacked.index_put_((image_index, slot), grid)
+    else:
+        stacked = grid.new_full(shape, -2.0).index_put((image_index, slot), grid)
+    # (unused slots sample outside the image; their results are dropped)
     out = _grid_sample(images, stacked.view(batch, k * t_h, t_w, 2), interpolation, padding)
     return out.view(batch, -1, k, t_h, t_w)[image_index, :, slot]
 
 
-def _affine_into(out: torch.Tensor, t: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
-    """out = t * scale + shift, in one pass (t broadcasts to out)."""
-    if t.shape == out.shape:
-        return torch.add(t.new_tensor(shift), t, alpha=scale, out=out)
-    return out.copy_(t * scale + shift)  # t is a small factor: the full-size work is the copy
-
-
-# points per chunk of restore grid: the elementwise chain of a chunk stays in cache (one 512 x 512 face)
+# points per chunk of a restore grid: its chain of elementwise passes stays in cache (one 512 x 512 face)
 _CHUNK_POINTS = 1 << 18
 
 
-def _chunked_grid(build, rois: torch.Tensor, angular_offsets: Offsets, height: int, width: int, dtype, device,
+def _chunks(grid: torch.Tensor):
+    """Slices of the rois of `grid` [N, H, W, 2] a few at a time (CPU), or all at once (GPU: one launch
+    per op is better). A chain of elementwise passes over a chunk runs in cache, so memory sees one
+    write per grid value: twice as fast as whole-batch passes on a 2-core CPU."""
+    n, height, width = grid.shape[:3]
+    step = n if grid.device.type != 'cpu' else max(1, _CHUNK_POINTS // max(height * width, 1))
+    return [slice(i, i + step) for i in range(0, n, max(step, 1))]
+
+
+def _restore_grid(build, maps: torch.Tensor, rois: torch.Tensor, angular_offsets: Offsets, height: int, width: int,
                   *args) -> torch.Tensor:
-    """An [N, height, width, 2] grid written by `build(grid_chunk, rois_chunk, offsets_chunk, *args)` a few
-    rois at a time: the chain of elementwise passes then runs in cache and memory sees one write per
-    value (twice as fast as whole-batch passes for the polar restore on a 2-core CPU)."""
-    n = rois.shape[0]
-    grid = torch.empty((n, height, width, 2), dtype=dtype, device=device)
-    if device is not None and torch.device(device).type != 'cpu':
-        return build(grid, rois, angular_offsets, *args) if n else grid  # GPU: one launch per op is better
-    offsets = torch.as_tensor(angular_offsets, dtype=dtype, device=device).reshape(-1)
-    step = max(1, _CHUNK_POINTS // max(height * width, 1))
-    for i in range(0, n, step):
-        build(grid[i:i + step], rois[i:i + step], offsets if offsets.numel() == 1 else offsets[i:i + step], *args)
-    return grid
+    """The [N, height, width, 2] grid restoring `maps`, written by `build(grid, rois, offsets, *args)`, in
+    the workspace unless autograd keeps it."""
+    n, dtype, device = rois.shape[0], _grid_dtype(maps), maps.device
+    shape = (n, height, width, 2)
+    grid = _scratch('grid', shape, dtype, device) if _reusable(maps) else torch.empty(shape, dtype=dtype, device=device)
+    return build(grid, rois, angular_offsets, *args) if n else grid
 
 
 def _rotated(sin_a: torch.Tensor) -> bool:
@@ -360,40 +409,57 @@ def _rotated(sin_a: torch.Tensor) -> bool:
 
 
 def _cartesian_restore_grid(grid: torch.Tensor, rois, angular_offsets, map_size) -> torch.Tensor:
-    """Writes `roi_tanh_restore`'s grid [N, H, W, 2] (no autograd): per coordinate one fused add from
-    the small factors, an in-place tanh and one affine write (the pixel-centre normalisation is linear
-    in tanh)."""
+    """Writes `roi_tanh_restore`'s grid [N, H, W, 2] (no autograd). Both coordinates are tanh of a sum
+    of a column term and a row term: per chunk of rois one broadcast add of [N, 1, W, 2] and [N, H, 1, 2]
+    factors into the grid, one in-place tanh and one affine pass (the pixel-centre normalisation is
+    linear in tanh). Unrotated rois have one non-zero term per coordinate and tanh(0) = 0, so the tanh
+    and the affine map go on the factors and the grid is one add."""
     px, py, cos_a, sin_a, w, h = _pixel_factors(rois, angular_offsets, grid.shape[2], grid.shape[1], grid.dtype,
                                                 grid.device)
     map_h, map_w = map_size
-    tx, ty = (2.0 * cos_a / w) * px, (2.0 * cos_a / h) * py
-    if _rotated(sin_a):
-        tx, ty = tx + (2.0 * sin_a / w) * py, ty + (-2.0 * sin_a / h) * px
-    for k, (t, n) in enumerate(((tx.tanh_(), map_w), (ty.tanh_(), map_h))):
-        # ((t + 1) n / 2 - 0.5) * 2 / (n - 1) - 1 as t * a + b
-        _affine_into(grid[..., k], t, n / max(n - 1, 1), (n / 2.0 - 0.5) * 2.0 / max(n - 1, 1) - 1.0)
+    # ((t + 1) n / 2 - 0.5) * 2 / (n - 1) - 1 = t * scale + shift, per coordinate
+    scale = grid.new_tensor([map_w / max(map_w - 1, 1), map_h / max(map_h - 1, 1)])
+    shift = grid.new_tensor([(n / 2.0 - 0.5) * 2.0 / max(n - 1, 1) - 1.0 for n in (map_w, map_h)])
+    # (tx, ty) = px (2 cos / w, -2 sin / h) + py (2 sin / w, 2 cos / h)
+    column = px.unsqueeze(-1) * torch.stack((2.0 * cos_a / w, -2.0 * sin_a / h), -1)
+    row = py.unsqueeze(-1) * torch.stack((2.0 * sin_a / w, 2.0 * cos_a / h), -1)
+    if not _rotated(sin_a):
+        return _add_pairs(torch.addcmul(shift, column.tanh_(), scale), row.tanh_() * scale, grid)
+    # scale and shift written out along a row: the pass then runs over contiguous memory (a trailing [2]
+    # broadcast would make its inner loop two values long)
+    width = grid.shape[2]
+    scale, shift = scale.expand(width, 2).contiguous(), shift.expand(width, 2).contiguous()
+    for part in _chunks(grid):
+        chunk = _add_pairs(column[part], row[part], grid[part]).tanh_()
+        torch.addcmul(shift, chunk, scale, out=chunk)
     return grid
 
 
 def _polar_restore_grid(grid: torch.Tensor, rois, angular_offsets, map_size, keep_aspect_ratio: bool) -> torch.Tensor:
-    """Writes `roi_tanh_polar_restore`'s grid [N, H, W, 2] into the padded map (no autograd), in 5 to 8
-    passes over the grid instead of 40: q = -(offset / ellipse radii) from the small factors (the sign
-    folded in), the radius is tanh |q| and the angle atan2(-y, -x) + pi, which lies in (0, 2 pi] (no
-    remainder: an angle of 2 pi lands on the wrapped row, equal to row 0)."""
+    """Writes `roi_tanh_polar_restore`'s grid [N, H, W, 2] into the padded map (no autograd), per chunk of
+    rois in seven or eight passes instead of 40: q = -(offset / ellipse radii), each coordinate a column
+    term plus a row term (the sign folded in); the radius is tanh |q| and the angle atan2(-y, -x) + pi,
+    which lies in (0, 2 pi] (no remainder: an angle of 2 pi lands on the wrapped row, equal to row 0).
+    Radius and angle are interleaved as the parts of a complex tensor and normalised in one pass."""
     px, py, cos_a, sin_a, w, h = _pixel_factors(rois, angular_offsets, grid.shape[2], grid.shape[1], grid.dtype,
                                                 grid.device)
     map_h, map_w = map_size
     rx, ry = w / _SQRT_PI, h / _SQRT_PI
-    nqx, nqy = (-cos_a / rx) * px, (-cos_a / ry) * py
-    if _rotated(sin_a):
-        nqx, nqy = nqx + (-sin_a / rx) * py, nqy + (sin_a / ry) * px
-    radius = torch.hypot(nqx, nqy).tanh_()
-    if keep_aspect_ratio:
-        nqy = nqy * (ry / rx)  # atan2(-dy, -dx) = atan2(-qy ry / rx, -qx) since rx > 0
-    angle = torch.atan2(nqy, nqx)
-    _affine_into(grid[..., 0], radius, 2.0, 2.0 / map_w - 1.0)  # column radius * W + 1 of W + 1
-    # row (angle + pi) / (2 pi) * H + 1 of H + 2
-    _affine_into(grid[..., 1], angle, map_h / (math.pi * (map_h + 1)), 1.0 / (map_h + 1))
+    qx_column, qx_row = (-cos_a / rx) * px, (-sin_a / rx) * py
+    qy_column, qy_row = (sin_a / ry) * px, (-cos_a / ry) * py
+    # column radius * W + 1 of W + 1, row (angle + pi) / (2 pi) * H + 1 of H + 2: scale and shift
+    # written out along a row so that the pass runs over contiguous memory
+    width = grid.shape[2]
+    scale = grid.new_tensor([2.0, map_h / (math.pi * (map_h + 1))]).expand(width, 2).contiguous()
+    shift = grid.new_tensor([2.0 / map_w - 1.0, 1.0 / (map_h + 1)]).expand(width, 2).contiguous()
+    for part in _chunks(grid):
+        qx, qy = qx_column[part] + qx_row[part], qy_column[part] + qy_row[part]
+        radius = torch.hypot(qx, qy).tanh_()
+        if keep_aspect_ratio:  # the angle of (qx, qy ry / rx) = -(dx, dy) / rx, the true direction (rx > 0)
+            qy.mul_(ry[part] / rx[part])
+        chunk = grid[part]
+        torch.complex(radius, torch.atan2(qy, qx), out=torch.view_as_complex(chunk))
+        torch.addcmul(shift, chunk, scale, out=chunk)
     return grid
 
 
@@ -420,7 +486,7 @@ def roi_tanh_warp(images: torch.Tensor, rois: torch.Tensor, target_width: int, t
     dtype = _grid_dtype(images)
     _, _, w, h = _roi_geometry(rois, dtype)
     vx, vy = _cartesian_offsets(w, h, target_width, target_height, dtype, images.device)
-    grid = _warp_grid(images, rois, angular_offsets, ('sum', vx, vy))
+    grid = _warp_grid(images, rois, angular_offsets, ('sum', vx, vy), _reusable(images, rois, angular_offsets))
     return _sample_images(images, grid, interpolation, padding, image_index)
 
 
@@ -431,7 +497,8 @@ def roi_tanh_polar_warp(images: torch.Tensor, rois: torch.Tensor, target_width: 
     dtype = _grid_dtype(images)
     _, _, w, h = _roi_geometry(rois, dtype)
     rho, px, py = _polar_directions(w, h, target_width, target_height, keep_aspect_ratio, dtype, images.device)
-    grid = _warp_grid(images, rois, angular_offsets, ('radial', rho, px, py))
+    grid = _warp_grid(images, rois, angular_offsets, ('radial', rho, px, py),
+                      _reusable(images, rois, angular_offsets))
     return _sample_images(images, grid, interpolation, padding, image_index)
 
 
@@ -442,7 +509,7 @@ def roi_tanh_circular_warp(images: torch.Tensor, rois: torch.Tensor, target_widt
     dtype = _grid_dtype(images)
     _, _, w, h = _roi_geometry(rois, dtype)
     vx, vy = _circular_offsets(w, h, target_width, target_height, keep_aspect_ratio, dtype, images.device)
-    grid = _warp_grid(images, rois, angular_offsets, ('sum', vx, vy))
+    grid = _warp_grid(images, rois, angular_offsets, ('sum', vx, vy), _reusable(images, rois, angular_offsets))
     return _sample_images(images, grid, interpolation, padding, image_index)
 
 
@@ -452,8 +519,8 @@ def roi_tanh_restore(warped_images: torch.Tensor, rois: torch.Tensor, image_widt
     """Inverse of `roi_tanh_warp`: [N, C, h, w] -> [N, C, image_height, image_width], one map per roi."""
     dtype = _grid_dtype(warped_images)
     if not _needs_grad(rois, angular_offsets):
-        grid = _chunked_grid(_cartesian_restore_grid, rois, angular_offsets, image_height, image_width, dtype,
-                             warped_images.device, warped_images.shape[-2:])
+        grid = _restore_grid(_cartesian_restore_grid, warped_images, rois, angular_offsets, image_height, image_width,
+                             warped_images.shape[-2:])
         return _grid_sample(warped_images, grid, interpolation, padding)
     dx, dy, w, h = _image_offsets(rois, angular_offsets, image_width, image_height, dtype, warped_images.device)
     return _sample_centred(warped_images, torch.tanh(dx / (w / 2.0)), torch.tanh(dy / (h / 2.0)),
@@ -466,9 +533,9 @@ def roi_tanh_polar_restore(warped_images: torch.Tensor, rois: torch.Tensor, imag
     """Inverse of `roi_tanh_polar_warp`: [N, C, h, w] -> [N, C, image_height, image_width]."""
     dtype = _grid_dtype(warped_images)
     if not _needs_grad(rois, angular_offsets):
-        grid = _chunked_grid(_polar_restore_grid, rois, angular_offsets, image_height, image_width, dtype,
-                             warped_images.device, warped_images.shape[-2:], keep_aspect_ratio)
-        return _grid_sample(_pad_polar(warped_images), grid, interpolation, padding)
+        grid = _restore_grid(_polar_restore_grid, warped_images, rois, angular_offsets, image_height, image_width,
+                             warped_images.shape[-2:], keep_aspect_ratio)
+        return _grid_sample(_pad_polar(warped_images, scratch=True), grid, interpolation, padding)
     dx, dy, w, h = _image_offsets(rois, angular_offsets, image_width, image_height, dtype, warped_images.device)
     radius, angle = _polar_coords(dx, dy, w, h, keep_aspect_ratio)
     return _sample_polar(warped_images, radius, angle, interpolation, padding)
@@ -501,7 +568,8 @@ def roi_tanh_polar_to_roi_tanh(warped_images: torch.Tensor, rois: torch.Tensor, 
     target_height = target_height if target_height > 0 else warped_images.shape[-2]
     grid = polar_to_cartesian_grid(rois, warped_images.shape[-2:], (target_height, target_width), keep_aspect_ratio,
                                    _grid_dtype(warped_images), warped_images.device)
-    return _grid_sample(_pad_polar(warped_images), grid, interpolation, padding)
+    # autograd keeps the padded maps when the grid needs a gradient
+    return _grid_sample(_pad_polar(warped_images, scratch=_reusable(rois)), grid, interpolation, padding)
 
 
 def roi_tanh_to_roi_tanh_polar(warped_images: torch.Tensor, rois: torch.Tensor, target_width: int = 0,

@@ -181,3 +181,34 @@ def test_inference_grids_equal_the_autograd_path(variant, keep, rotated):
     slow_back = restore(slow, slow_rois, 56, 40, angles, **kw)
     torch.testing.assert_close(fast, slow.detach(), atol=2e-5, rtol=0)
     torch.testing.assert_close(fast_back, slow_back.detach(), atol=2e-5, rtol=0)
+
+
+def test_inference_grids_reuse_one_buffer_and_autograd_grids_do_not():
+    """Inference grids live in a per-thread buffer kept between calls (no fresh 64 MiB each call);
+    a grid autograd saves for backward must not be that buffer, or the next call would overwrite it."""
+    torch.manual_seed(0)
+    rt.release_workspace()
+    maps = torch.rand(3, 2, 20, 24)
+    rois = torch.tensor([[5.0, 4.0, 30.0, 36.0], [20.0, 10.0, 50.0, 28.0], [1.0, 2.0, 11.0, 9.0]])
+    angles = torch.tensor([0.3, -1.2, 2.5])
+    with torch.no_grad():
+        big = rt.roi_tanh_restore(maps, rois, 56, 40, angles)
+        buffer = rt._WORKSPACE.buffers['grid'].data_ptr()
+        small = rt.roi_tanh_polar_restore(maps[:1], rois[:1], 30, 20, angles[:1])
+        again = rt.roi_tanh_restore(maps, rois, 56, 40, angles)
+        assert rt._WORKSPACE.buffers['grid'].data_ptr() == buffer
+    torch.testing.assert_close(again, big, atol=0, rtol=0)
+    with torch.inference_mode():  # the kept buffers serve inference mode and plain no_grad alike
+        torch.testing.assert_close(rt.roi_tanh_restore(maps, rois, 56, 40, angles), big, atol=0, rtol=0)
+    rt.release_workspace()
+    with torch.no_grad():
+        torch.testing.assert_close(rt.roi_tanh_polar_restore(maps[:1], rois[:1], 30, 20, angles[:1]), small,
+                                   atol=0, rtol=0)
+
+    trained = maps.clone().requires_grad_()
+    out = rt.roi_tanh_restore(trained, rois, 56, 40, angles)
+    rt.roi_tanh_restore(maps.flip(-1), rois.flip(0), 56, 40, angles)  # would overwrite a shared grid
+    out.square().sum().backward()
+    reference = maps.clone().requires_grad_()
+    rt.roi_tanh_restore(reference, rois, 56, 40, angles).square().sum().backward()
+    torch.testing.assert_close(trained.grad, reference.grad, atol=0, rtol=0)
