@@ -4,8 +4,9 @@
 """
 from zoo import models  # noqa: F401  (registers the models with timm)
 from zoo.hub import WeightsError
-from zoo.models import FAMILIES, catalogue, family_of, is_zoo_model, zoo_models
+from zoo.models import FAMILIES, catalogue, families, family_of, is_timm_member, is_zoo_model, zoo_models
 
 __version__ = '0.1.0'
 
-__all__ = ['WeightsError', 'FAMILIES', 'catalogue', 'family_of', 'is_zoo_model', 'zoo_models', '__version__']
+__all__ = ['WeightsError', 'FAMILIES', 'catalogue', 'families', 'family_of', 'is_timm_member', 'is_zoo_model',
+           'zoo_models', '__version__']

@@ -30,7 +30,7 @@ def _cmd_list(args) -> int:
         weights = ', '.join(t.split('.', 1)[1] for t in tags) or 'no published weights'
         size = 'x'.join(str(s) for s in model.pretrained_cfg['input_size'])
         origin = zoo.family_of(name) or '-'
-        if not zoo.is_zoo_model(name):
+        if zoo.is_timm_member(name):
             origin += ' (timm)'
         rows.append((name, origin, f'{n_params / 1e6:.2f}', size, weights))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -60,7 +60,7 @@ def _cmd_info(args) -> int:
     info = {
         'model': name,
         'family': zoo.family_of(name),
-        'implemented_by': 'zoo' if zoo.is_zoo_model(name) else 'timm',
+        'implemented_by': 'timm' if zoo.is_timm_member(name) or not zoo.family_of(name) else 'zoo',
         'summary': doc[0] if doc else '',
         'params': sum(p.numel() for p in model.parameters()),
         'num_features': getattr(model, 'num_features', None),

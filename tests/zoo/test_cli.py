@@ -13,6 +13,21 @@ def test_list(capsys):
     assert 'inception_resnet_v2' in out and '(timm)' in out and 'vggface2' in out
 
 
+def test_list_includes_the_heads_model_families(capsys):
+    """The face-parsing models live in `segmentation` and join the catalogue via its `zoo.families`
+    entry point; they are the zoo's own, not timm's."""
+    import zoo
+
+    assert {'rtnet50_fcn11', 'rtnet101_fcn14', 'resnet50_deeplabv3plus14'} <= set(zoo.catalogue(['r*']))
+    assert zoo.family_of('rtnet50_fcn11.ibugmask') == 'face_parsing'
+    assert main(['list', 'rtnet*']) == 0
+    out = capsys.readouterr().out
+    assert 'rtnet50_fcn11 ' in out and 'face_parsing ' in out and '(timm)' not in out and 'ibugmask' in out
+    assert main(['info', 'rtnet50_fcn11']) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info['family'] == 'face_parsing' and info['implemented_by'] == 'zoo'
+
+
 def test_info(capsys):
     assert main(['info', 'inception_resnet_v1_facenet']) == 0
     info = json.loads(capsys.readouterr().out)
