@@ -315,8 +315,8 @@ class _Workspace(threading.local):
 
 
 _WORKSPACE = _Workspace()
-# the largest buffer kept between calls (the grid of 32 faces restored to 512 x 512 is 64 MiB)
-WORKSPACE_MAX_BYTES = 256 << 20
+# the largest buffer kept between calls (32 faces restored to 512 x 512: a 64 MiB grid, 101 MiB padded maps)
+WORKSPACE_MAX_BYTES = 128 << 20
 
 
 def _scratch(name: str, shape, dtype, device) -> torch.Tensor:
