@@ -212,3 +212,19 @@ def test_inference_grids_reuse_one_buffer_and_autograd_grids_do_not():
     reference = maps.clone().requires_grad_()
     rt.roi_tanh_restore(reference, rois, 56, 40, angles).square().sum().backward()
     torch.testing.assert_close(trained.grad, reference.grad, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize('variant', ['cartesian', 'polar', 'circular'])
+def test_gradients_wrt_rois_and_angles(variant):
+    """The grids are built from complex-number sums and broadcast factors: their gradients with respect
+    to the boxes and the angles must match finite differences (centre off the pixel grid: bilinear
+    sampling has kinks at integer positions)."""
+    torch.manual_seed(0)
+    image = torch.rand(1, 2, 12, 16, dtype=torch.float64)
+    rois = torch.tensor([[3.3, 2.1, 11.2, 9.4]], dtype=torch.float64, requires_grad=True)
+    angle = torch.tensor([0.3], dtype=torch.float64, requires_grad=True)
+    kw = {} if variant == 'cartesian' else dict(keep_aspect_ratio=True)
+    warp, restore = rt.get_warp_func(variant), rt.get_restore_func(variant)
+    assert torch.autograd.gradcheck(lambda r, a: warp(image, r, 6, 5, a, **kw), (rois, angle), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(lambda r, a: restore(image, r, 10, 9, a, **kw), (rois, angle), eps=1e-6,
+                                    atol=1e-5)
