@@ -115,14 +115,16 @@ def _image_size(path: Path) -> Tuple[int, int]:
         raise DatasetError(f'image {path} cannot be read: {e}') from e
 
 
-def _read_text_lines(path: Path) -> List[str]:
+def _text_lines(path: Path) -> List[Tuple[int, str]]:
+    """(line number, stripped text) of the non-blank lines of an annotation file."""
     data = path.read_bytes()
     try:
         text = data.decode('utf-8-sig')
     except UnicodeDecodeError:
         text = data.decode('latin-1')
     # a BOM may also start a file that was concatenated or re-saved; remove stray ones
-    return [line.replace('\ufeff', '') for line in text.splitlines()]
+    lines = ((lineno, raw.replace('\ufeff', '').strip()) for lineno, raw in enumerate(text.splitlines(), 1))
+    return [(lineno, line) for lineno, line in lines if line]
 
 
 def _check_split(split: str) -> str:
@@ -202,10 +204,7 @@ _IC15_LAYOUT = """  root/ch4_training_images/img_1.jpg ...
 
 def _parse_icdar2015(path: Path) -> List[TextInstance]:
     out = []
-    for lineno, raw in enumerate(_read_text_lines(path), 1):
-        line = raw.strip()
-        if not line:
-            continue
+    for lineno, line in _text_lines(path):
         fields = line.split(',', 8)
         if len(fields) < 8:
             raise DatasetError(f'{_where(path, lineno)}: expected x1,y1,x2,y2,x3,y3,x4,y4,transcription, got '
@@ -276,10 +275,7 @@ def _tt_string(field_text: str) -> str:
 def _parse_totaltext(path: Path) -> List[TextInstance]:
     # an entry starts with `x:`; long coordinate lists are wrapped over several lines by the exporter
     entries: List[Tuple[int, str]] = []
-    for lineno, raw in enumerate(_read_text_lines(path), 1):
-        line = raw.strip()
-        if not line:
-            continue
+    for lineno, line in _text_lines(path):
         if line.startswith('x:') or not entries:
             entries.append((lineno, line))
         else:
@@ -350,10 +346,7 @@ _CTW_LAYOUT = """  original release (github.com/Yuliang-Liu/Curve-Text-Detector,
 
 def _parse_ctw_txt(path: Path) -> List[TextInstance]:
     out = []
-    for lineno, raw in enumerate(_read_text_lines(path), 1):
-        line = raw.strip()
-        if not line:
-            continue
+    for lineno, line in _text_lines(path):
         if '####' in line:  # x1,y1,...,xn,yn,####transcription
             coords, text = line.split('####', 1)
             fields = [f for f in coords.strip().rstrip(',').split(',')]
@@ -455,10 +448,7 @@ def msra_box_to_polygon(x: float, y: float, w: float, h: float, theta: float) ->
 
 def _parse_td500(path: Path) -> List[TextInstance]:
     out = []
-    for lineno, raw in enumerate(_read_text_lines(path), 1):
-        line = raw.strip()
-        if not line:
-            continue
+    for lineno, line in _text_lines(path):
         fields = line.split()
         if len(fields) != 7:
             raise DatasetError(f'{_where(path, lineno)}: expected 7 values (index difficult x y w h theta), '
@@ -506,10 +496,7 @@ _DAST_LAYOUT = """  root/train_image_and_gt/image/IMG_0001.JPG ...  root/train_i
 
 def _parse_dast(path: Path) -> List[TextInstance]:
     out = []
-    for lineno, raw in enumerate(_read_text_lines(path), 1):
-        line = raw.strip()
-        if not line:
-            continue
+    for lineno, line in _text_lines(path):
         fields = line.split(',')
         n = 0
         while n < len(fields) and _is_number(fields[n]):
