@@ -152,25 +152,20 @@ def test_dast1500(tmp_path):
 
 
 def _line2(reader_layout, tmp_path, bad):
-    """A dataset of one image whose GT file has `bad` on line 2; returns (reader, root, gt file)."""
+    """A dataset of one image whose GT file has `bad` on line 2; returns (reader, gt file)."""
     good = {'icdar2015': '0,0,9,0,9,9,0,9,ok', 'ctw1500': '0,0,9,0,9,9,0,9,####ok',
             'dast1500': '0,0,9,0,9,9,0,9', 'msra_td500': '0 0 1 1 5 5 0', 'totaltext':
             "x: [[0 9 9 0]], y: [[0 0 9 9]], ornt: [u'h'], transcriptions: [u'ok']"}[reader_layout]
-    if reader_layout == 'icdar2015':
-        _image(tmp_path / 'ch4_training_images/img_1.jpg')
-        gt, reader = tmp_path / 'ch4_training_localization_transcription_gt/gt_img_1.txt', read_icdar2015
-    elif reader_layout == 'ctw1500':
-        _image(tmp_path / 'ctw1500_test_images/test_images/1001.jpg')
-        gt, reader = tmp_path / 'ctw1500_test_labels/0001001.txt', read_ctw1500
-    elif reader_layout == 'dast1500':
-        _image(tmp_path / 'train_image_and_gt/image/IMG_1.JPG')
-        gt, reader = tmp_path / 'train_image_and_gt/gt/IMG_1.txt', read_dast1500
-    elif reader_layout == 'msra_td500':
-        _image(tmp_path / 'train/IMG_1.JPG')
-        gt, reader = tmp_path / 'train/IMG_1.gt', read_msra_td500
-    else:
-        _image(tmp_path / 'Images/Train/img1.jpg')
-        gt, reader = tmp_path / 'Groundtruth/Polygon/Train/poly_gt_img1.txt', read_totaltext
+    image, gt, reader = {
+        'icdar2015': ('ch4_training_images/img_1.jpg', 'ch4_training_localization_transcription_gt/gt_img_1.txt',
+                      read_icdar2015),
+        'ctw1500': ('ctw1500_test_images/test_images/1001.jpg', 'ctw1500_test_labels/0001001.txt', read_ctw1500),
+        'dast1500': ('train_image_and_gt/image/IMG_1.JPG', 'train_image_and_gt/gt/IMG_1.txt', read_dast1500),
+        'msra_td500': ('train/IMG_1.JPG', 'train/IMG_1.gt', read_msra_td500),
+        'totaltext': ('Images/Train/img1.jpg', 'Groundtruth/Polygon/Train/poly_gt_img1.txt', read_totaltext),
+    }[reader_layout]
+    _image(tmp_path / image)
+    gt = tmp_path / gt
     _text(gt, good + '\n' + bad + '\n')
     return reader, gt
 
