@@ -21,7 +21,7 @@ Everything depends only on `seed` (one numpy generator per image), so the same c
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -139,6 +139,22 @@ def synthetic_image(
     return np.clip(img, 0, 255).astype(np.uint8), anns
 
 
+def write_jittered_images(folder: Path, count: int, seed: int, split_id: int, image_size: Tuple[int, int],
+                          size_jitter: float, draw: Callable, **save_kwargs) -> Iterator[Tuple[str, int, int, tuple]]:
+    """Draws `count` images into `folder` as 000000.png ...: image i comes from its own generator
+    (seed, split_id, i), so any one can be rebuilt alone, with sides jittered by up to +-`size_jitter`;
+    `draw(rng, (h, w))` returns (uint8 image, *extras). Yields (file name, h, w, extras) per image."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        rng = np.random.default_rng([seed, split_id, i])
+        h = int(round(image_size[0] * rng.uniform(1 - size_jitter, 1 + size_jitter)))
+        w = int(round(image_size[1] * rng.uniform(1 - size_jitter, 1 + size_jitter)))
+        img, *extras = draw(rng, (h, w))
+        name = f'{i:06d}.png'
+        Image.fromarray(img).save(folder / name, **save_kwargs)
+        yield name, h, w, tuple(extras)
+
+
 def make_synthetic_coco(
         root: Union[str, Path],
         num_train: int = 200,
@@ -161,15 +177,10 @@ def make_synthetic_coco(
     out: Dict[str, Path] = {}
     for split_id, (split, count) in enumerate((('train', num_train), ('val', num_val))):
         folder = root / split
-        folder.mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
-        for i in range(count):
-            rng = np.random.default_rng([seed, split_id, i])
-            h = int(round(image_size[0] * rng.uniform(1 - size_jitter, 1 + size_jitter)))
-            w = int(round(image_size[1] * rng.uniform(1 - size_jitter, 1 + size_jitter)))
-            img, anns = synthetic_image(rng, (h, w), **image_kwargs)
-            name = f'{i:06d}.png'
-            Image.fromarray(img).save(folder / name)
+        draw = lambda rng, size: synthetic_image(rng, size, **image_kwargs)  # noqa: E731
+        for i, (name, h, w, (anns,)) in enumerate(
+                write_jittered_images(folder, count, seed, split_id, image_size, size_jitter, draw)):
             image_id = i + 1
             images.append(dict(id=image_id, file_name=name, height=h, width=w))
             for a in anns:

@@ -49,6 +49,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .synthetic import write_jittered_images
 from .text_data import TextInstance, TextRecord, records_to_coco
 
 __all__ = ['make_synthetic_text', 'synthetic_text_image', 'draw_text_polygons', 'render_text_strip']
@@ -464,16 +465,10 @@ def make_synthetic_text(
     out: Dict[str, Path] = {}
     for split_id, (split, count) in enumerate((('train', num_train), ('test', num_test))):
         folder = root / split
-        folder.mkdir(parents=True, exist_ok=True)
-        records = []
-        for i in range(count):
-            rng = np.random.default_rng([seed, split_id, i])
-            h = int(round(image_size[0] * rng.uniform(1 - size_jitter, 1 + size_jitter)))
-            w = int(round(image_size[1] * rng.uniform(1 - size_jitter, 1 + size_jitter)))
-            img, instances, _ = synthetic_text_image(rng, (h, w), **image_kwargs)
-            name = f'{i:06d}.png'
-            Image.fromarray(img).save(folder / name, compress_level=1)
-            records.append(TextRecord(image=Path(name), width=w, height=h, instances=instances))
+        draw = lambda rng, size: synthetic_text_image(rng, size, **image_kwargs)  # noqa: E731
+        records = [TextRecord(image=Path(name), width=w, height=h, instances=instances)
+                   for name, h, w, (instances, _) in write_jittered_images(
+                       folder, count, seed, split_id, image_size, size_jitter, draw, compress_level=1)]
         ann = root / 'annotations' / f'text_{split}.json'
         records_to_coco(records, ann, description=f'zoo synthetic dense text, seed {seed}, {split}')
         out[f'{split}_images'] = folder
