@@ -57,10 +57,11 @@ def _cmd_info(args) -> int:
         model = timm.create_model(name)
     doc = (model_entrypoint(base).__doc__ or '').strip().splitlines()
     manifest = load_manifest() if MANIFEST.is_file() else {}
+    family = zoo.family_of(name)
     info = {
         'model': name,
-        'family': zoo.family_of(name),
-        'implemented_by': 'timm' if zoo.is_timm_member(name) or not zoo.family_of(name) else 'zoo',
+        'family': family,
+        'implemented_by': 'zoo' if family and not zoo.is_timm_member(name) else 'timm',
         'summary': doc[0] if doc else '',
         'params': sum(p.numel() for p in model.parameters()),
         'num_features': getattr(model, 'num_features', None),

@@ -44,13 +44,16 @@ FAMILIES: Dict[str, Family] = {
 }
 
 
+def _module_of(name: str) -> Optional[str]:
+    try:
+        return model_entrypoint(name).__module__
+    except RuntimeError:
+        return None
+
+
 def is_zoo_model(name: str) -> bool:
     """True for models this package registers (not timm's own)."""
-    name = name.split('.')[0]
-    try:
-        return model_entrypoint(name).__module__.startswith(__name__ + '.')
-    except RuntimeError:
-        return False
+    return (_module_of(name.split('.')[0]) or '').startswith(__name__ + '.')
 
 
 def zoo_models(pattern: str = '*') -> List[str]:
@@ -74,13 +77,6 @@ def _head_families() -> Dict[str, Family]:
 def families() -> Dict[str, Family]:
     """The zoo's families and the heads' (e.g. face parsing from `segmentation`), by name."""
     return {**FAMILIES, **_head_families()}
-
-
-def _module_of(name: str) -> Optional[str]:
-    try:
-        return model_entrypoint(name).__module__
-    except RuntimeError:
-        return None
 
 
 def family_of(name: str) -> Optional[str]:
