@@ -283,7 +283,8 @@ class InceptionResNetV1(nn.Module):
             L2-normalised embedding).
         in_chans: Input channels.
         drop_rate: Dropout before the classifier (ImageNet head) or before the embedding (FaceNet).
-        global_pool: timm pool type.
+        global_pool: timm pool type; '' (with num_classes=0) returns unpooled maps, the FaceNet head
+            applying its embedding at every position.
         embed_dim: Size of the FaceNet embedding; None for the ImageNet head.
         depths: Number of Block35, Block17 and Block8 repeats.
         scales: Residual scales of those repeats.
@@ -393,10 +394,13 @@ class InceptionResNetV1(nn.Module):
         dd = get_device_dtype(self)
         self.num_classes = num_classes
         if global_pool is not None and global_pool != self.global_pool.pool_type:
-            if self.embed_dim:
-                raise ValueError('The FaceNet head is sized for average pooling; global_pool cannot change.')
-            self.global_pool, _ = create_classifier(self.num_features, 0, pool_type=global_pool, **dd)
-            self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+            pool, _ = create_classifier(self.num_features, 0, pool_type=global_pool, **dd)
+            if self.embed_dim and pool.feat_mult() != self.global_pool.feat_mult():
+                raise ValueError(
+                    f'The FaceNet embedding takes {self.last_linear.in_features} pooled features; '
+                    f"global_pool='{global_pool}' gives {self.num_features * pool.feat_mult()}.")
+            self.global_pool = pool
+            self.head_hidden_size = self.embed_dim or self.num_features * self.global_pool.feat_mult()
         self.classif = self._make_classifier(num_classes, dd)
         self.classif.train(self.training)
 
@@ -471,10 +475,18 @@ class InceptionResNetV1(nn.Module):
         x = self.block8(x)
         return x
 
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed_dim is not None and self.global_pool.is_identity():
+            # unpooled (global_pool=''): the FaceNet embedding at every position, as a 1x1 conv would apply it
+            b, _, h, w = x.shape
+            x = self.last_bn(self.last_linear(x.flatten(2).transpose(1, 2)).transpose(1, 2))
+            return x.reshape(b, -1, h, w)
+        return self.last_bn(self.last_linear(x))
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(x)
         x = self.head_drop(x)
-        x = self.last_bn(self.last_linear(x))
+        x = self._embed(x)
         return x if pre_logits else self.classif(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
