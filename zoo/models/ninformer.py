@@ -389,12 +389,14 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: NiNformer) 
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> NiNformer:
+    # features_only takes every block by default (an int n = the last n blocks, as feature_take_indices reads it)
+    out_indices = kwargs.pop('out_indices', kwargs.get('depth', 4))
     return build_model(
         NiNformer,
         variant,
         pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls='getter'),
+        feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
         **kwargs,
     )
 
