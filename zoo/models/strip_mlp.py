@@ -87,6 +87,28 @@ def _check_input_size(x: torch.Tensor, img_size: int) -> torch.Tensor:
 torch.fx.wrap('_check_input_size')  # a leaf for fx: shape checks can't be traced
 
 
+def _conv_bn_folded(
+        x: torch.Tensor,
+        conv_weight: torch.Tensor,
+        conv_bias: Optional[torch.Tensor],
+        bn_weight: torch.Tensor,
+        bn_bias: torch.Tensor,
+        running_mean: torch.Tensor,
+        running_var: torch.Tensor,
+        eps: float,
+) -> torch.Tensor:
+    """A 1x1 conv with an eval-mode BatchNorm folded into its weights on the fly."""
+    scale = bn_weight * torch.rsqrt(running_var + eps)
+    bias = bn_bias - running_mean * scale
+    if conv_bias is not None:
+        bias = torch.addcmul(bias, conv_bias, scale)
+    return F.conv2d(x, conv_weight * scale.view(-1, 1, 1, 1), bias)
+
+
+# a leaf for fx: traced inline, the optional conv bias would reach torchscript as Optional[Tensor] (no refinement)
+torch.fx.wrap('_conv_bn_folded')
+
+
 class ConvBnAct(ConvNormAct):
     """1x1 conv -> BatchNorm -> GELU. In eval mode the BatchNorm is folded into the conv on the fly (C x C
     work instead of a pass over the activations)."""
@@ -95,12 +117,9 @@ class ConvBnAct(ConvNormAct):
         bn = self.bn
         if self.training:
             return bn(self.conv(x))
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        bias = bn.bias - bn.running_mean * scale
-        conv_bias = self.conv.bias
-        if conv_bias is not None:
-            bias = torch.addcmul(bias, conv_bias, scale)
-        return bn.act(F.conv2d(x, self.conv.weight * scale.view(-1, 1, 1, 1), bias))
+        x = _conv_bn_folded(
+            x, self.conv.weight, self.conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+        return bn.act(x)
 
 
 class RelativePositionMap(nn.Module):
