@@ -89,7 +89,7 @@ class FaceParser:
     """Parse the faces of an image, given their boxes.
 
     Args:
-        model: a face-parsing model taking (x, rois), e.g. `timm.create_model('rtnet50_fcn11.ibugmask',
+        model: a face-parsing model taking (x, rois), e.g. `zoo.models.create_model('rtnet50_fcn11.ibugmask',
             pretrained=True)` (import `segmentation` first).
         input_size: (height, width) of the warped faces (513 x 513 for the official weights).
         mean, std: normalisation after scaling to [0, 1], in the model's channel order.
@@ -118,11 +118,11 @@ class FaceParser:
     @classmethod
     def from_name(cls, name: str = 'rtnet50_fcn11', pretrained: bool = True, checkpoint: Optional[str] = None,
                   device: Union[str, torch.device] = 'cpu', **kwargs) -> 'FaceParser':
-        """Build the model by timm name (with the official tag's weights, or a local official file)."""
-        import timm
+        """Build the model by name (with the official tag's weights, or a local official file)."""
         import segmentation  # noqa: F401  (registers the models)
+        from zoo.models import create_model
         overlay = dict(file=checkpoint) if checkpoint else None
-        model = timm.create_model(name, pretrained=pretrained or bool(checkpoint), pretrained_cfg_overlay=overlay)
+        model = create_model(name, pretrained=pretrained or bool(checkpoint), pretrained_cfg_overlay=overlay)
         cfg = model.pretrained_cfg
         kwargs.setdefault('input_size', tuple(cfg['input_size'][-2:]))
         kwargs.setdefault('mean', cfg['mean'])

@@ -17,6 +17,13 @@ The first block of every layer is a HybridBlock without the Cartesian round trip
 blocks are timm's plain `Bottleneck`. An FCN head (3x3 conv, BN, ReLU, dropout, 1x1 conv) on the
 stride-8 map gives the logits, upsampled bilinearly to the input size.
 
+The models register with the zoo's own registry (`zoo.models.register_project_model`), not timm's: a face
+parser maps a warped face and its box to per-pixel logits, it is not a classifier of its input, so
+timm's contract (pooled logits, `reset_classifier(0, '')`, `features_only`) and test suite do not apply.
+Build them with `zoo.models.create_model('rtnet50_fcn11.ibugmask', pretrained=True)`; weights still load
+through timm's `build_model_with_cfg` with the tag's cfg passed explicitly. `zoo list / info / bench` and
+`segmentation.FaceParser.from_name` know them through that registry.
+
 Differences from the official code (none change its numbers):
   * `forward(x, rois=None)`: without rois the face box is taken to have the input's aspect ratio
     (the conversions only use the box's aspect ratio), so the model also runs as a plain timm model;
@@ -32,11 +39,12 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.models import generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs
 from timm.models.resnet import Bottleneck, ResNet
 
 from segmentation.roi_tanh import cartesian_to_polar_grid, grid_sample, pad_polar_map, polar_to_cartesian_grid
 from zoo.hub import build_model, unwrap_state_dict
+from zoo.models import register_project_model
 
 __all__ = ['RTNet', 'RTNetEncoder', 'HybridBlock', 'ResNetEncoder', 'FCNHead', 'DeepLabV3PlusHead',
            'checkpoint_filter_fn', 'init_from_resnet', 'LABELS_11', 'LABELS_14']
@@ -459,32 +467,32 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-@register_model
+@register_project_model
 def rtnet50_fcn11(pretrained: bool = False, **kwargs) -> RTNet:
     """RTNet-50 + FCN, 11 classes (iBugMask / LaPa labels): 27.33M params, 119 GMACs at 513."""
     return _create('rtnet50_fcn11', pretrained, **dict(dict(layers=(3, 4, 6, 3), num_classes=11), **kwargs))
 
 
-@register_model
+@register_project_model
 def rtnet50_fcn14(pretrained: bool = False, **kwargs) -> RTNet:
     """RTNet-50 + FCN, 14 classes (adds ears and glasses): 27.33M params."""
     return _create('rtnet50_fcn14', pretrained, **dict(dict(layers=(3, 4, 6, 3), num_classes=14), **kwargs))
 
 
-@register_model
+@register_project_model
 def rtnet101_fcn14(pretrained: bool = False, **kwargs) -> RTNet:
     """RTNet-101 + FCN, 14 classes: 41.31M params, 178 GMACs at 513."""
     return _create('rtnet101_fcn14', pretrained, **dict(dict(layers=(3, 4, 23, 3), num_classes=14), **kwargs))
 
 
-@register_model
+@register_project_model
 def resnet50_fcn14(pretrained: bool = False, **kwargs) -> RTNet:
     """Baseline: dilated ResNet-50 (output stride 8, no rois) + FCN, 14 classes."""
     args = dict(encoder='resnet', layers=(3, 4, 6, 3), num_classes=14)
     return _create('resnet50_fcn14', pretrained, **dict(args, **kwargs))
 
 
-@register_model
+@register_project_model
 def resnet50_deeplabv3plus14(pretrained: bool = False, **kwargs) -> RTNet:
     """Baseline: dilated ResNet-50 + DeepLabV3+ (ASPP 6/12/18, no image pooling), 14 classes."""
     args = dict(encoder='resnet', layers=(3, 4, 6, 3), head='deeplabv3plus', num_classes=14)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from segmentation.data import FaceParsingFolder, SyntheticFaces, collate, warp_sample
 from segmentation.roi_tanh import roi_tanh_polar_restore
+from zoo.hub import read_run_checkpoint
 
 __all__ = ['build_model', 'dice_loss', 'confusion_matrix', 'scores', 'evaluate', 'train', 'save_checkpoint',
            'main_from_args']
@@ -30,13 +31,14 @@ MEAN, STD = 0.5, 0.5  # the official normalisation ([-1, 1])
 
 
 def build_model(name: str = 'rtnet_tiny', num_classes: int = 11, pretrained: bool = False) -> nn.Module:
-    """A timm model by name, or 'rtnet_tiny': an RTNet with narrow layers (16..128) for CPU runs."""
-    import timm
+    """A face-parsing model by name (`zoo.models.create_model`), or 'rtnet_tiny': an RTNet with narrow layers
+    (16..128) for CPU runs."""
     import segmentation  # noqa: F401  (registers the models)
     from segmentation.rtnet import RTNet
+    from zoo.models import create_model
     if name == 'rtnet_tiny':
         return RTNet('rtnet', layers=(1, 2, 2, 2), widths=(16, 32, 64, 128), num_classes=num_classes)
-    return timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
+    return create_model(name, pretrained=pretrained, num_classes=num_classes)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -128,7 +130,7 @@ def train(model: nn.Module, train_set, val_set=None, *, size: int = 64, epochs: 
     step, epoch, losses = 0, 0, []
     ckpt = Path(out) / 'last.pt' if out else None
     if resume and ckpt and ckpt.is_file():
-        state = torch.load(ckpt, map_location='cpu', weights_only=True)
+        state = read_run_checkpoint(ckpt, required=('model', 'optimizer', 'scheduler', 'step'), what='a face-parsing checkpoint (`zoo train-faces` writes OUT/last.pt)')
         model.load_state_dict(state['model'])
         opt.load_state_dict(state['optimizer'])
         sched.load_state_dict(state['scheduler'])

@@ -9,6 +9,7 @@ import segmentation  # noqa: F401  (registers the models)
 from segmentation.rtnet import RTNet, checkpoint_filter_fn, init_from_resnet
 from tests.helpers import requires_fixture, requires_manifests
 from zoo.hub import WeightsError
+from zoo.models import create_model, get_pretrained_cfg
 from zoo.testing import assert_matches_fixture, fixtures_root, manifest_param_count
 
 OFFICIAL = ('rtnet50_fcn11', 'rtnet50_fcn14', 'rtnet101_fcn14')
@@ -16,7 +17,7 @@ OFFICIAL = ('rtnet50_fcn11', 'rtnet50_fcn14', 'rtnet101_fcn14')
 
 def _meta_model(name, **kwargs):
     with torch.device('meta'):
-        return timm.create_model(name, **kwargs)
+        return create_model(name, **kwargs)
 
 
 @requires_fixture('rtnet50_fcn11')
@@ -29,7 +30,7 @@ def test_rtnet50_fcn11_matches_official():
         return out
 
     torch.manual_seed(0)
-    errors = assert_matches_fixture('rtnet50_fcn11', timm.create_model('rtnet50_fcn11'), checkpoint_filter_fn, forward)
+    errors = assert_matches_fixture('rtnet50_fcn11', create_model('rtnet50_fcn11'), checkpoint_filter_fn, forward)
     assert max(errors.values()) < 1e-5, errors
 
 
@@ -45,7 +46,7 @@ def test_param_count_keys_and_shapes_match_official(name):
 
 
 def test_timm_device_and_dtype_arguments():
-    model = timm.create_model('rtnet101_fcn14', device='meta', dtype=torch.bfloat16)
+    model = create_model('rtnet101_fcn14', device='meta', dtype=torch.bfloat16)
     assert all(p.device.type == 'meta' and p.dtype == torch.bfloat16 for p in model.parameters())
     model.reset_classifier(3)
     assert model.get_classifier().weight.device.type == 'meta'
@@ -80,7 +81,7 @@ def test_forward_backward_small():
 
 def test_deeplabv3plus_baseline_forward():
     torch.manual_seed(0)
-    model = timm.create_model('resnet50_deeplabv3plus14').eval()
+    model = create_model('resnet50_deeplabv3plus14').eval()
     with torch.inference_mode():
         assert model(torch.randn(1, 3, 40, 40)).shape == (1, 14, 40, 40)
         # the official ASPP's output 1x1 conv pads by 1: its map is 2 px larger each way
@@ -91,13 +92,13 @@ def test_deeplabv3plus_baseline_forward():
 
 def test_checkpoint_filter_takes_training_checkpoints(tmp_path):
     torch.manual_seed(0)
-    src = timm.create_model('rtnet50_fcn11').eval()
+    src = create_model('rtnet50_fcn11').eval()
     sd = src.state_dict()
     training = {'state_dict': {**{k.replace('encoder.', 'backbone.', 1): v for k, v in sd.items()},
                                'aux_head.0.weight': torch.zeros(3), 'auxlayer.bias': torch.zeros(1)}}
     path = tmp_path / 'rtnet50-fcn-11.torch'
     torch.save(training, path)
-    loaded = timm.create_model('rtnet50_fcn11', pretrained=True, pretrained_cfg_overlay=dict(file=str(path))).eval()
+    loaded = create_model('rtnet50_fcn11', pretrained=True, pretrained_cfg_overlay=dict(file=str(path))).eval()
     for k, v in loaded.state_dict().items():
         assert torch.equal(v, sd[k]), k
 
@@ -108,29 +109,29 @@ def test_pretrained_tag_loads_the_official_file_from_the_hub_cache():
 
     from huggingface_hub import constants
     torch.manual_seed(1)
-    src = timm.create_model('rtnet50_fcn14').eval()
+    src = create_model('rtnet50_fcn14').eval()
     root = Path(constants.HF_HUB_CACHE) / 'models--public-data--ibug-face-parsing'
     commit = 'e5b7de7b2da75f1d9682616f5b9349f614748947'
     (root / 'snapshots' / commit / 'rtnet').mkdir(parents=True)
     (root / 'refs').mkdir()
     (root / 'refs' / 'main').write_text(commit)
     torch.save({'state_dict': src.state_dict()}, root / 'snapshots' / commit / 'rtnet' / 'rtnet50-fcn-14.torch')
-    loaded = timm.create_model('rtnet50_fcn14.ibugmask', pretrained=True)
+    loaded = create_model('rtnet50_fcn14.ibugmask', pretrained=True)
     for k, v in loaded.state_dict().items():
         assert torch.equal(v, src.state_dict()[k]), k
 
 
 def test_pretrained_offline_names_the_hub_copy():
-    cfg = timm.models.get_pretrained_cfg('rtnet50_fcn11.ibugmask')
+    cfg = get_pretrained_cfg('rtnet50_fcn11.ibugmask')
     assert cfg.hf_hub_id == 'public-data/ibug-face-parsing' and cfg.hf_hub_filename == 'rtnet/rtnet50-fcn-11.torch'
     with pytest.raises(WeightsError, match='public-data/ibug-face-parsing'):
-        timm.create_model('rtnet50_fcn11.ibugmask', pretrained=True)
+        create_model('rtnet50_fcn11.ibugmask', pretrained=True)
 
 
 def test_init_from_timm_resnet50():
     torch.manual_seed(0)
     resnet = timm.create_model('resnet50')
-    model = timm.create_model('rtnet50_fcn11')
+    model = create_model('rtnet50_fcn11')
     missing = init_from_resnet(model, resnet.state_dict())
     assert missing == []
     rsd, msd = resnet.state_dict(), model.state_dict()
@@ -138,19 +139,38 @@ def test_init_from_timm_resnet50():
     assert torch.equal(msd['encoder.layer1.1.conv2.weight'], rsd['layer1.1.conv2.weight'])
     assert torch.equal(msd['encoder.layer3.2.conv1_b.weight'], rsd['layer3.2.conv1.weight'][128:])
     assert torch.equal(msd['encoder.layer2.1.conv_cart.0.weight'], rsd['layer2.1.conv2.weight'][64:, 64:])
-    base = timm.create_model('resnet50_fcn14')
+    base = create_model('resnet50_fcn14')
     assert init_from_resnet(base, resnet.state_dict()) == []
     assert torch.equal(base.state_dict()['encoder.body.layer4.0.conv2.weight'], rsd['layer4.0.conv2.weight'])
 
 
 def test_weight_manifest_lists_every_tag():
+    from zoo.models import list_pretrained
     from zoo.weights import load_manifest
-    from zoo.weights import pretrained_tags
     manifest = load_manifest()
-    tags = pretrained_tags(segmentation.segmentation_models())
+    tags = [tag for name in segmentation.segmentation_models() for tag in list_pretrained(name + '.*')]
     assert len(tags) == 5
     for tag in tags:
-        cfg = timm.models.get_pretrained_cfg(tag)
+        cfg = get_pretrained_cfg(tag)
         entry = manifest[tag]
         assert entry['source_url'] == f'https://huggingface.co/{cfg.hf_hub_id}' and entry['license'] == cfg.license
         assert entry['file'] == cfg.hf_hub_filename and len(entry['sha256']) == 64
+
+
+def test_face_parsers_live_in_the_zoo_registry_not_timms():
+    """Face parsers are not classifiers of their input: they stay out of timm's registry (whose contract and
+    test suite are a classifier's) and register with the zoo's; the catalogue and create_model cover both."""
+    import zoo
+    from zoo.models import is_model, list_pretrained, model_entrypoint
+    names = set(segmentation.segmentation_models())
+    assert names == {'rtnet50_fcn11', 'rtnet50_fcn14', 'rtnet101_fcn14', 'resnet50_fcn14', 'resnet50_deeplabv3plus14'}
+    assert not names & set(timm.list_models())
+    assert names <= set(zoo.catalogue()) and {zoo.family_of(n) for n in names} == {'face_parsing'}
+    assert 'rtnet50_fcn14.ibugmask' in list_pretrained('rtnet*') and is_model('rtnet50_fcn14.ibugmask')
+    assert model_entrypoint('rtnet50_fcn14.ibugmask').__module__ == 'segmentation.rtnet'
+    model = create_model('rtnet50_fcn14.ibugmask', num_classes=3, device='meta')
+    assert model.pretrained_cfg['tag'] == 'ibugmask' and model.num_classes == 3
+    assert model.pretrained_cfg['hf_hub_filename'] == 'rtnet/rtnet50-fcn-14.torch'
+    with pytest.raises(RuntimeError, match='nosuchtag'):
+        create_model('rtnet50_fcn11.nosuchtag')
+    assert type(create_model('inception_resnet_v1', num_classes=5)).__name__ == 'InceptionResNetV1'  # timm's
