@@ -1,8 +1,18 @@
-"""timm's model contract, for every model the zoo registers (after timm's tests/test_models.py)."""
+"""timm's model contract, for every model the zoo registers (after timm's tests/test_models.py).
+
+`TIMM_SUITE` says, per family, which of the eight checks timm's suite runs on a model (`test_model_forward`,
+`_backward`, `_default_cfgs`, `_forward_torchscript`, `_forward_features`, `_forward_fx`, `_backward_fx`,
+`_forward_fx_torchscript`) hold for it, and for each one that cannot apply, the check here that replaces
+it and why. Each entry names the test(s) in this repository that make the same check.
+"""
+import fnmatch
+import importlib
+
 import pytest
 import timm
 import torch
 from timm.layers import DropPath
+from timm.layers._fx import create_feature_extractor, get_graph_node_names
 
 import zoo
 from zoo.bench import to_channels_last
@@ -49,6 +59,55 @@ def _create(name, **kwargs):
         pytest.skip(f'{name}: over {MAX_TEST_PARAMS / 1e6:.0f}M params, too big to run here (built on meta elsewhere)')
     torch.manual_seed(0)
     return timm.create_model(name, **kwargs)
+
+
+# timm's check -> the tests here that make it (test_contract.py unless a module is named)
+TIMM_CHECKS = {
+    'forward': 'test_forward_backward test_grad_checkpointing_matches',
+    'backward': 'test_forward_backward',
+    'default_cfgs': 'test_pretrained_cfg test_features_head_split_and_reset_classifier test_unpooled_features',
+    'forward_torchscript': 'test_torchscript',
+    'forward_features': 'test_features_only_default',
+    'forward_fx': 'test_fx_trace',
+    'backward_fx': 'test_fx_trace test_forward_backward',
+    'forward_fx_torchscript': 'test_fx_torchscript',
+}
+_IMAGE_CLASSIFIER = {check: 'passes' for check in TIMM_CHECKS}
+_CLIP = ('replaced: clips are B x C x T x H x W, the suite feeds 4-D images and asserts 4-D unpooled features; '
+         'test_unpooled_features checks the 5-D unpooled map (B x C x T x H x W, strided) instead')
+_DENOISER = ('replaced: a denoiser D(x, sigma, labels) has no classifier and needs sigma, which the suite does not '
+             'pass; tests/zoo/test_lego.py and the shared tests here (torchscript, fx, checkpointing, channels-last) '
+             'run it on its own example_inputs')
+TIMM_SUITE = {
+    'inception': _IMAGE_CLASSIFIER,
+    'emov2': _IMAGE_CLASSIFIER,
+    'spartan': _IMAGE_CLASSIFIER,
+    'raftmlp': _IMAGE_CLASSIFIER,
+    'strip_mlp': _IMAGE_CLASSIFIER,
+    'ninformer': _IMAGE_CLASSIFIER,
+    'p3d': dict(_IMAGE_CLASSIFIER, default_cfgs=_CLIP),
+    'lego': {check: _DENOISER for check in TIMM_CHECKS},
+    'face_parsing': {check: (
+        "replaced: face parsers are not classifiers (per-pixel logits from a warped face and its box), so they "
+        "live in the zoo's own registry, not timm's, and timm's suite does not list them; "
+        "tests/segmentation/test_rtnet.py checks forward, backward, cfgs, meta builds and weights")
+        for check in TIMM_CHECKS},
+}
+
+
+def test_timm_suite_table_names_every_family_and_check():
+    """Nothing silently skipped: every family says for each of timm's checks that it passes or what replaces it,
+    and every test named for a check exists."""
+    assert set(TIMM_SUITE) == set(zoo.families())
+    for family, checks in TIMM_SUITE.items():
+        assert set(checks) == set(TIMM_CHECKS), family
+        for check, verdict in checks.items():
+            assert verdict == 'passes' or verdict.startswith('replaced: '), (family, check)
+    for tests in TIMM_CHECKS.values():
+        for test in tests.split():
+            assert callable(globals().get(test)), test
+    for module in ('tests.zoo.test_lego', 'tests.segmentation.test_rtnet'):
+        importlib.import_module(module)
 
 
 def test_catalogue_not_empty():
@@ -214,3 +273,85 @@ def test_fx_trace(name):
     traced = torch.fx.symbolic_trace(model)
     with torch.inference_mode():
         torch.testing.assert_close(traced(*inputs), model(*inputs))
+
+
+CLASSIFIERS = [m for m in MODELS if m not in NOT_CLASSIFIERS]
+
+
+@pytest.mark.parametrize('name', CLASSIFIERS)
+def test_unpooled_features(name):
+    """timm's default_cfgs check: `reset_classifier(0, '')` and `num_classes=0, global_pool=''` give the unpooled map
+    (4-D for images, 5-D for clips), the size forward_features gives."""
+    model = _create(name).eval()
+    x = _test_input(model)
+    with torch.inference_mode():
+        feats = model.forward_features(x)
+        model.reset_classifier(0, '')
+        assert model.num_classes == 0
+        out = model(x)
+    assert out.dim() == x.dim() and out.shape[2:] == feats.shape[2:] and out.shape[0] == x.shape[0]
+    model = _create(name, num_classes=0, global_pool='').eval()
+    with torch.inference_mode():
+        assert model(x).shape == out.shape
+
+
+@pytest.mark.parametrize('name', CLASSIFIERS)
+def test_features_only_default(name):
+    """timm's forward_features check: `features_only=True` with the default out_indices builds, gives >= 3 maps
+    whose channels and strides are feature_info's."""
+    model = _create(name, features_only=True).eval()
+    channels, reductions = model.feature_info.channels(), model.feature_info.reduction()
+    assert len(channels) >= 3
+    x = _test_input(model)
+    with torch.inference_mode():
+        outs = model(x)
+    assert len(outs) == len(channels)
+    for out, chs, red in zip(outs, channels, reductions):
+        assert out.shape[0] == x.shape[0] and out.shape[1] == chs
+        assert all(o <= -(-s // red) + 1 for o, s in zip(out.shape[-2:], x.shape[-2:]))
+
+
+def _smallest_per_family(names):
+    best = {}
+    for name in names:
+        family = zoo.family_of(name)
+        if family not in best or _num_params(name) < _num_params(best[family]):
+            best[family] = name
+    return sorted(best.values())
+
+
+@pytest.mark.parametrize('name', _smallest_per_family([m for m in MODELS if m not in NOT_SCRIPTABLE]))
+def test_fx_torchscript(name):
+    """timm's fx_torchscript check (the family's smallest model): trace with timm's fx leaves and autowraps, script
+    the graph, and match the eager output."""
+    model = _create(name).eval()
+    inputs = _test_inputs(model)
+    last = get_graph_node_names(model)[1][-1]
+    scripted = torch.jit.script(create_feature_extractor(model, [last]))
+    with torch.inference_mode():
+        torch.testing.assert_close(scripted(*inputs)[last], model(*inputs))
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_structure_on_meta(name):
+    """Everything that needs no numbers, for every variant (those too big to run here included): feature_info names
+    real modules with growing strides; a classifier's reset builds the head timm's way; param count as built."""
+    with torch.device('meta'):
+        model = timm.create_model(name)
+    assert model.feature_info, name
+    reductions = [info['reduction'] for info in model.feature_info]
+    assert reductions == sorted(reductions)
+    for info in model.feature_info:
+        assert info['num_chs'] > 0
+        model.get_submodule(info['module'])  # raises if feature_info names no module
+    n_params = sum(p.numel() for p in model.parameters())
+    if name in NOT_CLASSIFIERS:
+        assert n_params == _num_params(name) > 0
+        return
+    head = model.get_classifier()
+    model.reset_classifier(7)
+    assert model.num_classes == 7 and model.get_classifier().weight.shape[0] == 7
+    assert model.get_classifier().weight.device.type == 'meta'
+    model.reset_classifier(0, '')
+    assert model.num_classes == 0 and not list(model.get_classifier().parameters())
+    assert n_params - sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in head.parameters())
