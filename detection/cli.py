@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from zoo.errors import InputError
+from zoo.cli import add_debug_flag, fraction, non_negative_int, positive_float, positive_int, run_verb
+
 IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff'}
 
 
@@ -78,7 +81,7 @@ def _images_in(paths: List[str]) -> List[Path]:
         elif p.is_file():
             found.append(p)
         else:
-            raise FileNotFoundError(f'no image or folder at {p}')
+            raise InputError(f'no image or folder at {p}; give image files or folders of images')
     return found
 
 
@@ -181,16 +184,16 @@ def add_verbs(sub, text: bool = False) -> None:
     t.add_argument('--backbone', help='any zoo / timm model with features_only, e.g. emov2_1m')
     t.add_argument('--data', help="a COCO root folder or 'synthetic_text' (the embedded dense-text benchmark)"
                    if text else "a COCO root folder or 'synthetic'")
-    t.add_argument('--epochs', type=int)
+    t.add_argument('--epochs', type=positive_int, help='passes over the training set (recipe default)')
     t.add_argument('--out', help='output folder (checkpoint, metrics.jsonl, metrics.png, predictions)')
-    t.add_argument('--batch-size', type=int, help='images per process')
-    t.add_argument('--lr', type=float)
-    t.add_argument('--workers', type=int)
+    t.add_argument('--batch-size', type=positive_int, help='images per process (recipe default)')
+    t.add_argument('--lr', type=positive_float, help='peak learning rate (recipe default)')
+    t.add_argument('--workers', type=non_negative_int, help='data loader processes per rank')
     t.add_argument('--device', help="'auto', 'cpu', 'cuda'")
-    t.add_argument('--min-size', type=int, help='shorter side of the keep-ratio resize (800)')
-    t.add_argument('--max-size', type=int, help='longer side limit (1333)')
-    t.add_argument('--max-iters', type=int, help='stop after this many iterations (smoke runs)')
-    t.add_argument('--synthetic-images', type=int, help='number of synthetic training images')
+    t.add_argument('--min-size', type=positive_int, help='shorter side of the keep-ratio resize (800)')
+    t.add_argument('--max-size', type=positive_int, help='longer side limit (1333)')
+    t.add_argument('--max-iters', type=positive_int, help='stop after this many iterations (smoke runs)')
+    t.add_argument('--synthetic-images', type=positive_int, help='number of synthetic training images')
     t.add_argument('--resume', nargs='?', const='last', help='resume from OUT/last.pth or the given checkpoint')
     t.add_argument('--set', action='append', metavar='KEY=VALUE',
                    help='override any setting, YAML value, dotted keys (e.g. model_kwargs.frozen_stages=1)')
@@ -206,7 +209,7 @@ def add_verbs(sub, text: bool = False) -> None:
     e.add_argument('--data', help="COCO root or 'synthetic' (default: the training run's)")
     e.add_argument('--val-images'), e.add_argument('--val-annotations')
     e.add_argument('--out', help='where predictions_eval.json goes (default: the training run folder)')
-    e.add_argument('--batch-size', type=int, default=2)
+    e.add_argument('--batch-size', type=positive_int, default=2, help='images per forward (default 2)')
     e.add_argument('--device', default='auto')
     e.add_argument('--no-ema', action='store_true', help='evaluate the raw weights, not the EMA')
     e.add_argument('--no-progress', action='store_true')
@@ -217,7 +220,8 @@ def add_verbs(sub, text: bool = False) -> None:
     p.add_argument('images', nargs='+', help='image files or folders')
     p.add_argument('--checkpoint', required=True)
     p.add_argument('--out', required=True)
-    p.add_argument('--score-thresh', type=float, default=0.5)
+    p.add_argument('--score-thresh', type=fraction, default=0.5,
+                   help='draw and save detections scoring at least this (default 0.5)')
     p.add_argument('--device', default='auto')
     p.add_argument('--no-ema', action='store_true')
     p.set_defaults(func=_cmd_predict)
@@ -251,9 +255,9 @@ def register(subparsers) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m detection', description='Detectors on zoo backbones.')
+    add_debug_flag(parser)
     add_verbs(parser.add_subparsers(dest='detection_command', required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_verb(parser.parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -11,6 +11,8 @@ import copy
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from zoo.errors import InputError
+
 CONFIG_DIR = Path(__file__).parent / 'configs'
 TEXT_CONFIG_DIR = CONFIG_DIR / 'text'
 
@@ -30,7 +32,7 @@ def find_config(name: Union[str, Path]) -> Path:
         if packaged.is_file():
             return packaged
     known = list_configs() + list_configs(TEXT_CONFIG_DIR)
-    raise FileNotFoundError(f"no config '{name}': give a YAML file or one of {', '.join(known)}")
+    raise InputError(f"no config '{name}': give a YAML file or one of {', '.join(known)}")
 
 
 def _merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
@@ -49,14 +51,14 @@ def load_config(name: Union[str, Path], overrides: Optional[Sequence[str]] = Non
     path = find_config(name).resolve()
     seen = set(_seen or ())
     if path in seen:
-        raise ValueError(f'config {path} inherits from itself through _base_')
+        raise InputError(f'config {path} inherits from itself through _base_')
     seen.add(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f'config {path} is not valid YAML: {e}') from e
+        raise InputError(f'config {path} is not valid YAML: {e}') from e
     if not isinstance(data, dict):
-        raise ValueError(f'config {path} must be a mapping of settings, not {type(data).__name__}')
+        raise InputError(f'config {path} must be a mapping of settings, not {type(data).__name__}')
     base = data.pop('_base_', None)
     if base:
         data = _merge(load_config(path.parent / base, _seen=seen), data)
@@ -69,7 +71,7 @@ def apply_overrides(config: Dict[str, Any], overrides: Sequence[str]) -> Dict[st
     out = copy.deepcopy(config)
     for item in overrides:
         if '=' not in item:
-            raise ValueError(f"override '{item}' is not key=value")
+            raise InputError(f"override '{item}' is not key=value")
         key, raw = item.split('=', 1)
         value = yaml.safe_load(raw) if raw.strip() else None
         if isinstance(value, str):  # YAML 1.1 reads 6e-4 (no dot) as a string
@@ -82,6 +84,6 @@ def apply_overrides(config: Dict[str, Any], overrides: Sequence[str]) -> Dict[st
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override '{item}': '{part}' is not a mapping")
+                raise InputError(f"override '{item}': '{part}' is not a mapping")
         node[parts[-1]] = value
     return out

@@ -12,8 +12,9 @@ Documented skips (counted in `dataset.skipped`, and reported once as a warning):
 * degenerate boxes (width or height below 1 pixel after clipping to the image) are dropped;
 * images without annotations are kept (the detectors accept empty targets) unless `remove_empty=True`.
 
-Clear errors (`DatasetError`, naming the file and the entry): an annotation file that is not JSON or
-lacks `images` / `annotations` / `categories`, an annotation without a 4-number `bbox` or with an
+Clear errors (`DatasetError`, an `InputError`, naming the file and the entry): an annotation file that is
+not JSON or lacks `images` / `annotations` / `categories`, an annotation without a `bbox` of 4 finite
+numbers (width and height >= 0), with a polygon of non-finite or too few coordinates, or with an
 unknown `category_id` or `image_id`, and image files that are missing (checked when the dataset is
 built, `check_files=True`) or unreadable.
 """
@@ -34,12 +35,40 @@ from torch.utils.data import Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from zoo.errors import InputError
+
 __all__ = ['DatasetError', 'CocoDetection', 'build_transforms', 'GroupedBatchSampler', 'aspect_ratio_groups',
            'collate']
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """The dataset cannot be read as given; the message names the file and the entry."""
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_segmentation(ann_file: Path, aid, seg) -> None:
+    """A COCO segmentation: polygons (lists of >= 3 finite x, y pairs) or an RLE dict with size and counts."""
+    if seg is None or seg == []:
+        return
+    if isinstance(seg, dict):
+        if not ('counts' in seg and isinstance(seg.get('size'), list) and len(seg['size']) == 2):
+            raise DatasetError(f'{ann_file}: annotation {aid} has an RLE segmentation without size [h, w] and counts')
+        return
+    if not isinstance(seg, list):
+        raise DatasetError(f'{ann_file}: annotation {aid} has a segmentation of type {type(seg).__name__}; '
+                           'expected polygons [[x1, y1, x2, y2, ...], ...] or RLE')
+    for k, poly in enumerate(seg):
+        if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0):
+            n = len(poly) if isinstance(poly, list) else type(poly).__name__
+            raise DatasetError(f'{ann_file}: annotation {aid}, polygon {k} needs an even number (>= 6) of '
+                               f'coordinates, got {n}')
+        bad = [v for v in poly if not _is_number(v)]
+        if bad:
+            raise DatasetError(f'{ann_file}: annotation {aid}, polygon {k} has a non-finite or non-numeric '
+                               f'coordinate ({bad[0]!r})')
 
 
 def _load_coco(ann_file: Path):
@@ -64,8 +93,13 @@ def _load_coco(ann_file: Path):
     for a in data['annotations']:
         aid = a.get('id')
         bbox = a.get('bbox')
-        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise DatasetError(f'{ann_file}: annotation {aid} has no valid bbox [x, y, w, h] (got {bbox!r})')
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise DatasetError(f'{ann_file}: annotation {aid} has no valid bbox [x, y, w, h] of 4 finite numbers '
+                               f'(got {bbox!r})')
+        if bbox[2] < 0 or bbox[3] < 0:
+            raise DatasetError(f'{ann_file}: annotation {aid} has a negative width or height in bbox {bbox!r} '
+                               '(COCO boxes are [x, y, width, height])')
+        _check_segmentation(ann_file, aid, a.get('segmentation'))
         if a.get('category_id') not in cat_ids:
             raise DatasetError(f"{ann_file}: annotation {aid} has category_id {a.get('category_id')!r}, "
                                f'not among the categories {sorted(cat_ids)}')

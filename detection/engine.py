@@ -40,6 +40,7 @@ from torch.utils.data.distributed import DistributedSampler
 from detection.data import CocoDetection, GroupedBatchSampler, aspect_ratio_groups, build_transforms, collate
 from detection.models import build_detector
 from detection.text import text_metrics, text_predictions
+from zoo.errors import InputError
 
 __all__ = ['TrainConfig', 'train', 'evaluate', 'predict_images', 'to_coco_results', 'coco_evaluate',
            'build_optimizer', 'build_scheduler', 'save_checkpoint', 'load_checkpoint', 'plot_metrics',
@@ -101,7 +102,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f'unknown training setting(s) {unknown}; known: {sorted(names)}')
+            raise InputError(f'unknown training setting(s) {unknown}; known: {sorted(names)}')
         values = dict(values)
         if 'steps' in values and values['steps'] is not None:
             values['steps'] = tuple(values['steps'])
@@ -185,7 +186,7 @@ def resolve_data(cfg: TrainConfig) -> Dict[str, Path]:
             found[key] = Path(getattr(cfg, key))
     missing = [k for k in ('train_images', 'train_annotations', 'val_images', 'val_annotations') if k not in found]
     if missing:
-        raise FileNotFoundError(
+        raise InputError(
             f"no {', '.join(missing)} under '{cfg.data}': expected annotations/instances_{{train,val}}2017.json "
             'with train2017/ val2017/ (COCO) or annotations/instances_{train,val}.json with train/ val/, '
             'or give the paths explicitly')
@@ -220,7 +221,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == 'sgd':
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer must be 'adamw' or 'sgd', got '{cfg.optimizer}'")
+    raise InputError(f"optimizer must be 'adamw' or 'sgd', got '{cfg.optimizer}'")
 
 
 def lr_factor(it: int, iters_per_epoch: int, cfg: TrainConfig) -> float:
@@ -243,7 +244,7 @@ def lr_factor(it: int, iters_per_epoch: int, cfg: TrainConfig) -> float:
             t = min((epoch - begin) / (cfg.epochs - begin), 1.0)
             main = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
     else:
-        raise ValueError(f"schedule must be 'cosine', 'step' or 'constant', got '{cfg.schedule}'")
+        raise InputError(f"schedule must be 'cosine', 'step' or 'constant', got '{cfg.schedule}'")
     return warm * main
 
 
@@ -266,7 +267,10 @@ def save_checkpoint(path: Union[str, Path], **state) -> None:
 
 
 def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    return torch.load(path, map_location='cpu', weights_only=True)
+    """A detection run's checkpoint; a missing, corrupt or foreign file is an error naming it."""
+    from zoo.hub import read_run_checkpoint
+    return read_run_checkpoint(path, required=('model', 'config', 'num_classes'),
+                               what='a detection checkpoint (`zoo detection train` writes OUT/last.pth)')
 
 
 def _ckpt_config(cfg: TrainConfig) -> Dict[str, Any]:
@@ -501,7 +505,7 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
     resume = Path(cfg.resume) if isinstance(cfg.resume, str) and cfg.resume else (ckpt_path if cfg.resume else None)
     if resume is not None:
         if not resume.is_file():
-            raise FileNotFoundError(f'cannot resume: no checkpoint at {resume}')
+            raise InputError(f'cannot resume: no checkpoint at {resume}; train without --resume first, or give the checkpoint path')
         ckpt = load_checkpoint(resume)
         model.load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])

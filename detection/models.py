@@ -32,6 +32,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setup_scales
 
+from zoo.errors import InputError
+
 from detection.backbone import TimmFPNBackbone, TimmSSDLiteBackbone
 
 __all__ = ['KINDS', 'TEXT_KINDS', 'PRESETS', 'AlignedMultiScaleRoIAlign', 'build_detector']
@@ -127,13 +129,13 @@ def build_detector(
             rpn_post_nms_top_n_train, detections_per_img, image_mean).
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown detector '{kind}'; choose from {', '.join(KINDS)}")
+        raise InputError(f"unknown detector '{kind}'; choose from {', '.join(KINDS)}")
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
     if kind in TEXT_KINDS:
         from detection.mayor import build_text_detector
         if num_classes != 1:
-            raise ValueError(f"'{kind}' detects one class (text), got num_classes={num_classes}")
+            raise InputError(f"'{kind}' detects one class (text), got num_classes={num_classes}")
         given = dict(anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, roi_sampling_ratio=roi_sampling_ratio,
                      roi_aligned=roi_aligned, p6_from=p6_from, relu_before_p7=relu_before_p7)
         return build_text_detector(
@@ -172,7 +174,7 @@ def build_detector(
         else:
             sizes = tuple(tuple(int(x * 2 ** (k / 3)) for k in range(3)) for x in (32, 64, 128, 256, 512))
     if len(sizes) != levels:
-        raise ValueError(f'anchor_sizes needs one tuple per pyramid level ({levels}), got {len(sizes)}')
+        raise InputError(f'anchor_sizes needs one tuple per pyramid level ({levels}), got {len(sizes)}')
 
     mean, std = _norm_cfg(body)
     kwargs: Dict[str, Any] = dict(min_size=min_size, max_size=max_size, image_mean=mean, image_std=std)

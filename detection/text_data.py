@@ -129,7 +129,7 @@ def _text_lines(path: Path) -> List[Tuple[int, str]]:
 
 def _check_split(split: str) -> str:
     if split not in ('train', 'test'):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
     return split
 
 
@@ -655,6 +655,6 @@ def convert_text_dataset(name: str, root: PathLike, split: str, out_json: PathLi
     key = name.lower().replace(' ', '_')
     key = _ALIASES.get(key, key)
     if key not in READERS:
-        raise ValueError(f'unknown text dataset {name!r}; choose from {sorted(READERS)}')
+        raise DatasetError(f'unknown text dataset {name!r}; choose from {sorted(READERS)}')
     records = READERS[key](root, split)
     return records_to_coco(records, out_json, image_root=root, description=f'{key} {split}')

@@ -52,10 +52,15 @@ def _cmd_parse_faces(args) -> int:
         check_rois(torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4), image.shape[1], image.shape[0])
     except InputError as e:
         raise InputError(f'--boxes {args.boxes}: {e}') from None
-    parser = FaceParser.from_name(args.model, pretrained=not args.random_init, checkpoint=args.checkpoint,
-                                  device=args.device, background=args.background,
-                                  model_channel_order=args.model_channel_order,
-                                  **({'input_size': (args.size, args.size)} if args.size else {}))
+    from zoo.errors import WeightsError
+    try:
+        parser = FaceParser.from_name(args.model, pretrained=not args.random_init, checkpoint=args.checkpoint,
+                                      device=args.device, background=args.background,
+                                      model_channel_order=args.model_channel_order,
+                                      **({'input_size': (args.size, args.size)} if args.size else {}))
+    except WeightsError as e:  # the fix in this command's flags, not the Python API's
+        raise e.with_fix('Pass a local copy of the official file with --checkpoint FILE, or try the pipeline '
+                         'without weights with --random-init.') from e.__cause__
     result = parser.predict(image, boxes, rgb=True)
     num_classes = parser.model.num_classes
     Image.fromarray(overlay_labels(image, result.merged.numpy(), args.alpha, num_classes)).save(args.out)

@@ -30,6 +30,10 @@ Differences from the official code (none change its numbers beyond float roundin
     touching it the first time cost as much as computing it.
 
 Everything is differentiable with respect to the images, the warped maps and the rois.
+
+The public warps, restores and conversions check their rois first (`check_rois`): finite, x2 > x1,
+y2 > y1 and, where the image size is known, overlapping the image; a bad box is an `InputError` (a
+`ValueError`) naming its index and values, not NaN maps or an empty face.
 """
 import math
 import threading
@@ -38,8 +42,10 @@ from typing import Callable, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from zoo.errors import InputError
+
 __all__ = [
-    'make_square_rois',
+    'check_rois', 'make_square_rois',
     'roi_tanh_warp', 'roi_tanh_restore',
     'roi_tanh_polar_warp', 'roi_tanh_polar_restore',
     'roi_tanh_circular_warp', 'roi_tanh_circular_restore',
@@ -96,6 +102,28 @@ def _grid_sample(maps: torch.Tensor, grid: torch.Tensor, interpolation: str, pad
         out = F.grid_sample(maps.float(), grid.float(), mode=interpolation, padding_mode=padding, align_corners=True)
         return out.to(maps.dtype)
     return F.grid_sample(maps, grid.to(maps.dtype), mode=interpolation, padding_mode=padding, align_corners=True)
+
+
+def check_rois(rois: torch.Tensor, image_width: Optional[int] = None, image_height: Optional[int] = None) -> None:
+    """Raise `InputError` for rois that no warp can use: not [N, >=4], a non-finite coordinate, x2 <= x1
+    or y2 <= y1 (a box of no size), or, given the image size, a box that does not overlap the image
+    ([0, width] x [0, height] in pixels)."""
+    if not torch.is_tensor(rois) or rois.dim() != 2 or rois.shape[-1] < 4:
+        shape = tuple(rois.shape) if torch.is_tensor(rois) else type(rois).__name__
+        raise InputError(f'rois must be a [N, >=4] tensor of boxes (x1, y1, x2, y2, ...) in pixels, got {shape}')
+    boxes = rois[:, :4].detach()
+    finite = torch.isfinite(boxes).all(1)
+    problems = [(~finite, 'has a non-finite coordinate'),
+                (finite & ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])),
+                 'has no size (needs x2 > x1 and y2 > y1)')]
+    if image_width is not None and image_height is not None:
+        outside = (boxes[:, 0] >= image_width) | (boxes[:, 2] <= 0) | (boxes[:, 1] >= image_height) | (boxes[:, 3] <= 0)
+        problems.append((finite & outside, f'lies outside the {image_width}x{image_height} image'))
+    for bad, why in problems:
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            values = [round(v, 3) for v in boxes[i].tolist()]
+            raise InputError(f'box {i} {values} {why}; boxes are (x1, y1, x2, y2) in pixels')
 
 
 def _roi_geometry(rois: torch.Tensor, dtype: torch.dtype) -> Tuple[torch.Tensor, ...]:
@@ -483,6 +511,7 @@ def roi_tanh_warp(images: torch.Tensor, rois: torch.Tensor, target_width: int, t
                   angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear', padding: str = 'zeros',
                   image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Tanh-Cartesian warp: images [B, C, H, W], rois [N, >=4] -> [N, C, target_height, target_width]."""
+    check_rois(rois, images.shape[-1], images.shape[-2])
     dtype = _grid_dtype(images)
     _, _, w, h = _roi_geometry(rois, dtype)
     vx, vy = _cartesian_offsets(w, h, target_width, target_height, dtype, images.device)
@@ -494,6 +523,7 @@ def roi_tanh_polar_warp(images: torch.Tensor, rois: torch.Tensor, target_width: 
                         angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear', padding: str = 'zeros',
                         keep_aspect_ratio: bool = False, image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Tanh-polar warp: width axis = radius, height axis = angle. -> [N, C, target_height, target_width]."""
+    check_rois(rois, images.shape[-1], images.shape[-2])
     dtype = _grid_dtype(images)
     _, _, w, h = _roi_geometry(rois, dtype)
     rho, px, py = _polar_directions(w, h, target_width, target_height, keep_aspect_ratio, dtype, images.device)
@@ -506,6 +536,7 @@ def roi_tanh_circular_warp(images: torch.Tensor, rois: torch.Tensor, target_widt
                            angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear', padding: str = 'zeros',
                            keep_aspect_ratio: bool = False, image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Tanh-circular warp: a Cartesian map whose radius from the centre is tanh-compressed."""
+    check_rois(rois, images.shape[-1], images.shape[-2])
     dtype = _grid_dtype(images)
     _, _, w, h = _roi_geometry(rois, dtype)
     vx, vy = _circular_offsets(w, h, target_width, target_height, keep_aspect_ratio, dtype, images.device)
@@ -517,6 +548,7 @@ def roi_tanh_restore(warped_images: torch.Tensor, rois: torch.Tensor, image_widt
                      angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear',
                      padding: str = 'zeros') -> torch.Tensor:
     """Inverse of `roi_tanh_warp`: [N, C, h, w] -> [N, C, image_height, image_width], one map per roi."""
+    check_rois(rois, image_width, image_height)
     dtype = _grid_dtype(warped_images)
     if not _needs_grad(rois, angular_offsets):
         grid = _restore_grid(_cartesian_restore_grid, warped_images, rois, angular_offsets, image_height, image_width,
@@ -531,6 +563,7 @@ def roi_tanh_polar_restore(warped_images: torch.Tensor, rois: torch.Tensor, imag
                            angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear', padding: str = 'zeros',
                            keep_aspect_ratio: bool = False) -> torch.Tensor:
     """Inverse of `roi_tanh_polar_warp`: [N, C, h, w] -> [N, C, image_height, image_width]."""
+    check_rois(rois, image_width, image_height)
     dtype = _grid_dtype(warped_images)
     if not _needs_grad(rois, angular_offsets):
         grid = _restore_grid(_polar_restore_grid, warped_images, rois, angular_offsets, image_height, image_width,
@@ -545,6 +578,7 @@ def roi_tanh_circular_restore(warped_images: torch.Tensor, rois: torch.Tensor, i
                               image_height: int, angular_offsets: Offsets = 0.0, interpolation: str = 'bilinear',
                               padding: str = 'zeros', keep_aspect_ratio: bool = False) -> torch.Tensor:
     """Inverse of `roi_tanh_circular_warp`: [N, C, h, w] -> [N, C, image_height, image_width]."""
+    check_rois(rois, image_width, image_height)
     dtype = _grid_dtype(warped_images)
     dx, dy, w, h = _image_offsets(rois, angular_offsets, image_width, image_height, dtype, warped_images.device)
     rx, ry = w / _SQRT_PI, h / _SQRT_PI
@@ -564,6 +598,7 @@ def roi_tanh_polar_to_roi_tanh(warped_images: torch.Tensor, rois: torch.Tensor, 
                                target_height: int = 0, interpolation: str = 'bilinear', padding: str = 'zeros',
                                keep_aspect_ratio: bool = False) -> torch.Tensor:
     """Tanh-polar maps -> Tanh-Cartesian maps of the same rois (only the roi sizes matter; 0 = same size)."""
+    check_rois(rois)
     target_width = target_width if target_width > 0 else warped_images.shape[-1]
     target_height = target_height if target_height > 0 else warped_images.shape[-2]
     grid = polar_to_cartesian_grid(rois, warped_images.shape[-2:], (target_height, target_width), keep_aspect_ratio,
@@ -576,6 +611,7 @@ def roi_tanh_to_roi_tanh_polar(warped_images: torch.Tensor, rois: torch.Tensor, 
                                target_height: int = 0, interpolation: str = 'bilinear', padding: str = 'zeros',
                                keep_aspect_ratio: bool = False) -> torch.Tensor:
     """Tanh-Cartesian maps -> Tanh-polar maps of the same rois (only the roi sizes matter; 0 = same size)."""
+    check_rois(rois)
     target_width = target_width if target_width > 0 else warped_images.shape[-1]
     target_height = target_height if target_height > 0 else warped_images.shape[-2]
     grid = cartesian_to_polar_grid(rois, warped_images.shape[-2:], (target_height, target_width), keep_aspect_ratio,

@@ -3,9 +3,15 @@
 An entry point in the `zoo.commands` group names a function `register(subparsers)` that adds its verbs.
 Each is loaded only when the parser is built and a failing import (a missing optional extra) costs
 that verb only.
+
+Every verb runs inside one error boundary (`run_verb`): the errors a user can fix (`zoo.ZooError`:
+missing or wrong weights, malformed input files, bad values; a path that does not exist) print one
+line naming the file, field or value and the fix, and the command exits with status 2. `--debug` (or
+`ZOO_DEBUG=1`) shows the traceback instead. Any other exception is a bug and keeps its traceback.
 """
 import argparse
 import json
+import os
 import sys
 import warnings
 from importlib.metadata import entry_points
@@ -16,17 +22,16 @@ import torch
 
 
 def _cmd_list(args) -> int:
-    import timm
     import zoo
     from zoo.hub import describe_source
-    from timm.models import get_pretrained_cfg
+    from zoo.models import create_model, get_pretrained_cfg, list_pretrained
 
     rows = [('model', 'family', 'params (M)', 'input', 'weights')]
     for name in zoo.catalogue(args.patterns):
         with torch.device('meta'):
-            model = timm.create_model(name)
+            model = create_model(name)
         n_params = sum(p.numel() for p in model.parameters())
-        tags = [t for t in timm.list_pretrained(name + '.*') if describe_source(get_pretrained_cfg(t))[0]]
+        tags = [t for t in list_pretrained(name + '.*') if describe_source(get_pretrained_cfg(t))[0]]
         weights = ', '.join(t.split('.', 1)[1] for t in tags) or 'no published weights'
         size = 'x'.join(str(s) for s in model.pretrained_cfg['input_size'])
         origin = zoo.family_of(name) or '-'
@@ -42,19 +47,17 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    import timm
     import zoo
-    from timm.models import get_pretrained_cfg, model_entrypoint
     from zoo.hub import describe_source
+    from zoo.models import create_model, get_pretrained_cfg, is_model, list_pretrained, model_entrypoint
     from zoo.weights import MANIFEST, load_manifest
 
     name = args.model
     base = name.split('.')[0]
-    if base not in timm.list_models():
-        print(f"error: unknown model '{name}'. `zoo list` shows the catalogue.", file=sys.stderr)
-        return 2
+    if not is_model(base):
+        raise unknown_model_error(name)
     with torch.device('meta'):
-        model = timm.create_model(name)
+        model = create_model(name)
     doc = (model_entrypoint(base).__doc__ or '').strip().splitlines()
     manifest = load_manifest() if MANIFEST.is_file() else {}
     family = zoo.family_of(name)
@@ -69,27 +72,49 @@ def _cmd_info(args) -> int:
         'pretrained_cfg': {k: v for k, v in model.pretrained_cfg.items() if v is not None},
         'tags': {},
     }
-    for tag in timm.list_pretrained(base + '.*'):
+    for tag in list_pretrained(base + '.*'):
         kind, loc = describe_source(get_pretrained_cfg(tag))
         info['tags'][tag] = dict(source=kind or None, location=loc or None, manifest=manifest.get(tag))
     print(json.dumps(info, indent=1, default=str))
     return 0
 
 
+def unknown_model_error(name: str):
+    """An `InputError` for a model name no registry knows, with the closest names in the catalogue."""
+    import difflib
+    import zoo
+    from zoo.errors import InputError
+
+    close = difflib.get_close_matches(name.split('.')[0], zoo.catalogue(), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ''
+    return InputError(f"unknown model '{name}': {hint}`zoo list` shows the catalogue.")
+
+
 def _cmd_bench(args) -> int:
     import zoo
     from zoo import bench
+    from zoo.errors import InputError
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = zoo.catalogue(args.models)
-    if not names:
-        print(f'error: no model matches {args.models}; `zoo list` shows the catalogue.', file=sys.stderr)
-        return 2
+    if args.all:
+        names = zoo.catalogue()
+    elif args.models:
+        names = zoo.catalogue(args.models)
+        if not names:
+            unknown = [m for m in args.models if not any(c in m for c in '*?[')]
+            raise unknown_model_error(unknown[0]) if unknown else InputError(
+                f'no model matches {args.models}; `zoo list` shows the catalogue.')
+    else:
+        names = bench.representatives()
+    for path in (args.csv, args.json, args.plot):  # refuse an unwritable output before the hours of timing
+        if path and not Path(path).resolve().parent.is_dir():
+            raise InputError(f'cannot write {path}: folder {Path(path).parent} does not exist')
     results = bench.run(
         names, batch_sizes=args.batch_size, channels_last=args.channels_last, train=args.train,
         compile=args.compile, warmup=args.warmup, iters=args.iters, img_size=args.img_size,
-        speed=not args.no_speed, progress=not args.quiet, fuse=args.fuse)
+        speed=not args.no_speed, progress=not args.quiet, fuse=args.fuse, max_seconds=args.max_seconds,
+        include_large=args.include_large)
     print(bench.format_table(results))
     if args.csv:
         bench.write_csv(results, args.csv)
@@ -122,11 +147,16 @@ def _cmd_weights_push(args) -> int:
 def _cmd_sample(args) -> int:
     import timm
     from zoo import diffusion
+    from zoo.errors import WeightsError
 
     if args.threads:
         torch.set_num_threads(args.threads)
     overlay = dict(file=args.checkpoint) if args.checkpoint else None
-    model = timm.create_model(args.model, pretrained=bool(args.checkpoint), pretrained_cfg_overlay=overlay)
+    try:
+        model = timm.create_model(args.model, pretrained=bool(args.checkpoint), pretrained_cfg_overlay=overlay)
+    except WeightsError as e:  # the fix in this command's flags
+        raise e.with_fix('Give a converted or official checkpoint with --checkpoint FILE, or leave it out to '
+                         'sample a randomly initialised model.') from e.__cause__
     if not hasattr(model, 'sigma_data'):
         print(f"error: '{args.model}' is not a diffusion denoiser; `zoo sample` runs EDM denoisers (lego_*).",
               file=sys.stderr)
@@ -168,8 +198,54 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _bounded(kind, low, high=None, what=''):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not {what}') from None
+        if value < low or (high is not None and value > high) or value != value:
+            bounds = f'between {low} and {high}' if high is not None else f'at least {low}'
+            raise argparse.ArgumentTypeError(f'must be {bounds}, got {text}')
+        return value
+    parse.__name__ = what.split()[-1]  # argparse names the type in its messages
+    return parse
+
+
+# argparse types that refuse a bad value when the command line is read, before any work is done
+positive_int = _bounded(int, 1, what='an integer')
+non_negative_int = _bounded(int, 0, what='an integer')
+positive_float = _bounded(float, 1e-30, what='a number')
+fraction = _bounded(float, 0.0, 1.0, what='a number')
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback of an error (also: ZOO_DEBUG=1)')
+
+
+def run_verb(args: argparse.Namespace) -> int:
+    """Run the verb `args.func(args)` inside the CLI's error boundary (see the module docstring)."""
+    from zoo.errors import describe_user_error, is_user_error
+
+    debug = getattr(args, 'debug', False) or os.environ.get('ZOO_DEBUG', '').strip() not in ('', '0')
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug or not is_user_error(e):
+            raise
+        print(f'error: {describe_user_error(e)}', file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from zoo.bench import LARGE_PARAMS
+
     parser = argparse.ArgumentParser(prog='zoo', description='Vision model zoo for timm.')
+    add_debug_flag(parser)
     sub = parser.add_subparsers(dest='command', required=True)
 
     p = sub.add_parser('list', help='the catalogue: models, families, params, published weights')
@@ -181,19 +257,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser('bench', help='params, GMACs, activations, latency and throughput')
-    p.add_argument('--models', nargs='+', default=['*'], help='glob patterns over the catalogue')
-    p.add_argument('--batch-size', nargs='+', type=int, default=[1])
+    which = p.add_mutually_exclusive_group()
+    which.add_argument('--models', nargs='+', default=None,
+                       help='glob patterns over the catalogue (default: one model per family, see --all)')
+    which.add_argument('--all', action='store_true', help='the whole catalogue (large models: see --include-large)')
+    p.add_argument('--include-large', action='store_true',
+                   help=f'also time models over {LARGE_PARAMS // 10**6}M params (default: params and GMACs only, counted on the '
+                        'meta device)')
+    p.add_argument('--max-seconds', type=positive_float, default=None,
+                   help='bound each timed run: warm-up stops after half of it, timing after all of it (one call '
+                        'of each at least; default: no bound)')
+    p.add_argument('--batch-size', nargs='+', type=positive_int, default=[1], help='batch sizes to time (default 1)')
     p.add_argument('--channels-last', action='store_true', help='time channels_last besides NCHW')
     p.add_argument('--train', action='store_true', help='time forward + backward instead of inference')
     p.add_argument('--compile', action='store_true', help='torch.compile the model before timing')
     p.add_argument('--fuse', action='store_true',
                    help='time inference after timm.utils.reparameterize_model (BatchNorm folding, merged branches)')
-    p.add_argument('--warmup', type=int, default=3, help='untimed calls first (default 3)')
-    p.add_argument('--iters', type=int, default=10, help='timed calls (default 10)')
-    p.add_argument('--img-size', type=int, default=None, help='override the default input side')
-    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    p.add_argument('--warmup', type=non_negative_int, default=3, help='untimed calls first (default 3)')
+    p.add_argument('--iters', type=positive_int, default=10, help='timed calls (default 10)')
+    p.add_argument('--img-size', type=positive_int, default=None, help='override the default input side')
+    p.add_argument('--threads', type=positive_int, default=None, help='torch.set_num_threads')
     p.add_argument('--no-speed', action='store_true', help='params, GMACs and activations only')
-    p.add_argument('--csv'), p.add_argument('--json'), p.add_argument('--plot', help='Pareto chart (PNG)')
+    p.add_argument('--csv', help='write the rows as CSV'), p.add_argument('--json', help='write the rows as JSON')
+    p.add_argument('--plot', help='Pareto chart of GMACs vs throughput (PNG)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_bench)
 
@@ -219,18 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('sample', help='sample an image grid from a diffusion denoiser (EDM Heun, guidance, skipping)')
     p.add_argument('model', help='e.g. lego_s_pg_64')
     p.add_argument('--checkpoint', help='weights file (converted safetensors); none: random init')
-    p.add_argument('--steps', type=int, default=18, help='Heun steps (default 18)')
+    p.add_argument('--steps', type=positive_int, default=18, help='Heun steps (default 18)')
     p.add_argument('--class', dest='class_idx', type=int, default=None,
                    help='class index (default: a random class per seed)')
-    p.add_argument('--num', type=int, default=16, help='samples (default 16)')
+    p.add_argument('--num', type=positive_int, default=16, help='samples (default 16)')
     p.add_argument('--seed', type=int, default=0, help='first seed; sample k uses seed + k')
     p.add_argument('--cfg-scale', type=float, default=None, help='classifier-free guidance scale (default off)')
-    p.add_argument('--skip-bricks', type=int, default=0, help='drop this many top bricks in the late steps')
-    p.add_argument('--skip-ratio', type=float, default=0.6, help='steps after this fraction skip (default 0.6)')
-    p.add_argument('--img-size', type=int, default=None, help='sample side (default: the model\'s)')
+    p.add_argument('--skip-bricks', type=non_negative_int, default=0, help='drop this many top bricks in the late steps')
+    p.add_argument('--skip-ratio', type=fraction, default=0.6, help='steps after this fraction skip (default 0.6)')
+    p.add_argument('--img-size', type=positive_int, default=None, help='sample side (default: the model\'s)')
     p.add_argument('--vae', help='diffusers AutoencoderKL (id or folder) to decode latent models')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    p.add_argument('--threads', type=positive_int, default=None, help='torch.set_num_threads')
     p.add_argument('--out', required=True, help='PNG grid to write')
     p.set_defaults(func=_cmd_sample)
 
@@ -250,13 +336,7 @@ def _unavailable(name: str, error: Exception) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
-    args = build_parser().parse_args(argv)
-    from zoo.hub import WeightsError
-    try:
-        return args.func(args)
-    except WeightsError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    return run_verb(build_parser().parse_args(argv))
 
 
 if __name__ == '__main__':

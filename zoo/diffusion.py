@@ -20,6 +20,8 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 
+from zoo.errors import InputError
+
 __all__ = ['BrickSchedule', 'karras_sigmas', 'guided_denoise', 'edm_sample', 'generate', 'to_uint8', 'save_grid']
 
 Schedule = Callable[[int, int, float], Optional[Sequence[int]]]
@@ -39,7 +41,7 @@ class BrickSchedule:
     @classmethod
     def skip_top(cls, num_bricks: int, start: float = 0.6, num_skip: int = 1) -> 'BrickSchedule':
         if not 0 < num_skip < num_bricks:
-            raise ValueError(f'num_skip must leave at least one of {num_bricks} bricks, got {num_skip}')
+            raise InputError(f'num_skip must leave at least one of {num_bricks} bricks, got {num_skip}')
         return cls(tuple(range(num_bricks - num_skip)), start)
 
     def __call__(self, step: int, num_steps: int, sigma: float) -> Optional[List[int]]:
@@ -54,7 +56,7 @@ def karras_sigmas(num_steps: int = 18, sigma_min: float = 0.002, sigma_max: floa
                   device=None) -> torch.Tensor:
     """EDM's noise levels, float64, with a final 0: (num_steps + 1,)."""
     if num_steps < 1:
-        raise ValueError(f'num_steps must be at least 1, got {num_steps}')
+        raise InputError(f'num_steps must be at least 1, got {num_steps}')
     i = torch.arange(num_steps, dtype=torch.float64, device=device)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     steps = (hi + i / max(num_steps - 1, 1) * (lo - hi)) ** rho
@@ -75,7 +77,7 @@ def guided_denoise(
     if cfg_scale is None:
         return model(x, sigma, class_labels, **kwargs)
     if not getattr(model, 'num_classes', 0) or class_labels is None:
-        raise ValueError('classifier-free guidance needs a class-conditional model and class labels')
+        raise InputError('classifier-free guidance needs a class-conditional model and class labels')
     n = x.shape[0]
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(n)
     if class_labels.is_floating_point():
@@ -157,10 +159,10 @@ def generate(
         if class_idx is not None:  # the random draw above still happens, so the generators stay in step
             idx = torch.as_tensor(class_idx, dtype=torch.long, device=device).reshape(-1).expand(len(seeds))
             if int(idx.min()) < 0 or int(idx.max()) >= num_classes:
-                raise ValueError(f'class index out of range for {num_classes} classes: {class_idx}')
+                raise InputError(f'class index out of range for {num_classes} classes: {class_idx}')
         labels = torch.nn.functional.one_hot(idx, num_classes).float()
     elif class_idx is not None:
-        raise ValueError('the model is unconditional (num_classes=0): no class can be given')
+        raise InputError('the model is unconditional (num_classes=0): no class can be given')
 
     def randn_like(x):
         return torch.stack([torch.randn(x.shape[1:], generator=g, dtype=x.dtype, device=x.device) for g in gens])

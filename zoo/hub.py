@@ -8,8 +8,13 @@ Loading itself is timm's (`build_model_with_cfg` -> `load_pretrained`) and huggi
   try) and a missing local file is reported before any work;
 * one error type, `WeightsError`, whose message names the model tag, the source (Hub repo, URL or
   file) and how to pass a local file instead, for every way a load can fail: offline without a
-  cached copy, network unreachable, corrupt or truncated file, a pickle that needs arbitrary code,
-  a checkpoint made for another architecture;
+  cached copy, network unreachable, corrupt or truncated file, a pickle that needs arbitrary code
+  (told apart from a corrupt one by reading its opcodes, never by running it), a checkpoint made for
+  another architecture;
+* `checkpoint_path=` for zoo models goes through the same route as `pretrained_cfg_overlay=dict(file=...)`:
+  an official file is converted by the family's `checkpoint_filter_fn`, and a failure is a
+  `WeightsError` naming the file (timm's `create_model` calls `load_checkpoint`; `import zoo` points
+  that call at `load_checkpoint` here, which hands every non-zoo model to timm's own, unchanged);
 * `unwrap_state_dict` for official checkpoints wrapped in `model` / `state_dict` / `ema` dicts or
   saved from DataParallel (`module.`) or `torch.compile` (`_orig_mod.`).
 """
@@ -18,27 +23,30 @@ import dataclasses
 import hashlib
 import os
 import pickle
+import pickletools
+import sys
+import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Type
 from urllib.error import URLError
 from urllib.parse import urlparse
 
 import torch
+import timm.models._factory as _timm_factory
 from timm.models import build_model_with_cfg
 from timm.models._builder import _resolve_pretrained_source, resolve_pretrained_cfg
+from timm.models._helpers import load_state_dict as _timm_load_state_dict
 from timm.models._pretrained import PretrainedCfg
 
+from zoo.errors import WeightsError
+
 __all__ = [
-    'WeightsError', 'build_model', 'unwrap_state_dict', 'is_offline', 'describe_source',
-    'url_cache_path', 'sha256sum',
+    'WeightsError', 'build_model', 'load_checkpoint', 'unwrap_state_dict', 'is_offline', 'describe_source',
+    'url_cache_path', 'sha256sum', 'pickle_needs_code', 'read_run_checkpoint',
 ]
 
 _WRAPPER_KEYS = ('state_dict_ema', 'model_ema', 'ema', 'state_dict', 'model', 'net', 'params')
 _PREFIXES = ('module.', '_orig_mod.')
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights could not be found or used; the message says why and what to do."""
 
 
 def is_offline() -> bool:
@@ -93,37 +101,62 @@ def _tag(variant: str, cfg: PretrainedCfg) -> str:
     return f'{variant}.{cfg.tag}' if cfg.tag else variant
 
 
+def _constructor(tag: str) -> str:
+    """The call that builds `tag`: timm's for timm-registered models, the zoo's for its own (face parsers)."""
+    from zoo.models import project_models
+    return 'zoo.create_model' if tag.split('.')[0] in project_models() else 'timm.create_model'
+
+
 def _how_to_fix(tag: str) -> str:
     return (
-        f"To load a local copy, pass it as timm.create_model('{tag}', pretrained=True, "
+        f"To load a local copy instead, pass it as {_constructor(tag)}('{tag}', pretrained=True, "
         "pretrained_cfg_overlay=dict(file='/path/to/checkpoint')) (official files are converted on load), "
         'or use pretrained=False.'
     )
+
+
+def pickle_needs_code(path) -> bool:
+    """True when `path` is a well-formed pickle (plain, or torch's zip) that imports code to rebuild its
+    objects; False for a corrupt file. Only the opcodes are read (`pickletools`): nothing is unpickled."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith('data.pkl')]
+                if not names:
+                    return False
+                ops = [op.name for op, _, _ in pickletools.genops(archive.read(names[0]))]
+        else:
+            with open(path, 'rb') as f:
+                ops = [op.name for op, _, _ in pickletools.genops(f)]
+    except Exception:  # not a pickle: a truncated or corrupt file
+        return False
+    return bool({'GLOBAL', 'STACK_GLOBAL', 'INST', 'OBJ'} & set(ops)) and ops[-1] == 'STOP'
 
 
 def _preflight(tag: str, cfg: PretrainedCfg, cache_dir=None) -> None:
     kind, loc = describe_source(cfg)
     if not kind:
         raise WeightsError(
-            f"'{tag}' has no published weights, so pretrained=True cannot be honoured. "
-            f"Train it, or pass your own checkpoint: {_how_to_fix(tag)}")
+            f"'{tag}' has no published weights, so pretrained=True cannot be honoured.",
+            f"Train it, or pass your own checkpoint as {_constructor(tag)}('{tag}', "
+            "checkpoint_path='/path/to/checkpoint') (official files are converted on load), or use pretrained=False.")
     if kind == 'file' and not Path(loc).is_file():
-        raise WeightsError(f"Weights file for '{tag}' not found: {loc}. Check the path given as `file=`.")
+        raise WeightsError(f"Weights file for '{tag}' not found: {loc}.", 'Check the path given as `file=`.')
     if kind == 'url' and is_offline() and not url_cache_path(loc, cache_dir).is_file():
         raise WeightsError(
             f"Weights for '{tag}' are not available offline (HF_HUB_OFFLINE=1): source {loc} is not in the "
-            f"torch hub cache ({url_cache_path(loc, cache_dir)}). Download it there while online, or "
-            f"{_how_to_fix(tag)}")
+            f"torch hub cache ({url_cache_path(loc, cache_dir)}). Download it there while online.", _how_to_fix(tag))
 
 
 @contextlib.contextmanager
-def _load_errors(tag: str, cfg: PretrainedCfg) -> Iterator[None]:
-    """Turn the many ways a weight load fails into one WeightsError that names tag, source and fix."""
+def _load_errors(tag: str, source: str, fix: str, path: Optional[Path] = None,
+                 classifier: Optional[str] = None) -> Iterator[None]:
+    """Turn the many ways a weight load fails into one WeightsError that names the tag, the source (and
+    `path`, the file read, where known) and `fix`, the way to load a good copy instead."""
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
     from safetensors import SafetensorError
 
-    kind, loc = describe_source(cfg)
-    source = f'{kind} {loc}' if kind else 'no source'
+    corrupt = f"Weights file for '{tag}' ({source}) is corrupt or truncated"
     try:
         yield
     except WeightsError:
@@ -133,41 +166,64 @@ def _load_errors(tag: str, cfg: PretrainedCfg) -> Iterator[None]:
         why = 'offline (HF_HUB_OFFLINE=1) and not' if is_offline() else 'not reachable and not'
         raise WeightsError(
             f"Weights for '{tag}' could not be loaded: {source} is {why} in the Hugging Face cache "
-            f"({type(e).__name__}). {_how_to_fix(tag)}") from e
+            f"({type(e).__name__}).", fix) from e
     except (URLError, ConnectionError, TimeoutError, HfHubHTTPError) as e:
         raise WeightsError(
             f"Weights for '{tag}' could not be downloaded from {source}: the network is unreachable or "
-            f"refused ({type(e).__name__}: {e}). {_how_to_fix(tag)}") from e
+            f"refused ({type(e).__name__}: {e}).", fix) from e
     except SafetensorError as e:
-        raise WeightsError(
-            f"Weights file for '{tag}' ({source}) is corrupt or truncated ({e}). Delete it from the cache "
-            "and download it again, or pass a good copy with pretrained_cfg_overlay=dict(file=...).") from e
-    except (pickle.UnpicklingError, EOFError) as e:
-        raise WeightsError(
-            f"Weights file for '{tag}' ({source}) cannot be read as a checkpoint: it is corrupt or truncated "
-            f"({type(e).__name__}: {e}). Delete it and download it again.") from e
-    except RuntimeError as e:
+        raise WeightsError(f'{corrupt} (safetensors: {e}).', fix) from e
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as e:
         msg = str(e)
-        if 'weights_only' in msg:
-            raise WeightsError(
-                f"Weights file for '{tag}' ({source}) is a pickle that needs more than tensors to load, and the "
-                "zoo never runs code from a checkpoint. Convert it once, where you trust it, into safetensors "
-                "(`zoo weights convert`) and load that file.") from e
-        if 'PytorchStreamReader' in msg or 'failed finding central directory' in msg or 'invalid header' in msg:
-            raise WeightsError(
-                f"Weights file for '{tag}' ({source}) is corrupt or truncated ({msg.splitlines()[0]}). "
-                "Delete it and download it again.") from e
         if 'Error(s) in loading state_dict' in msg:
             raise WeightsError(
-                f"Checkpoint {source} does not fit '{tag}': {_summarise_mismatch(msg)} Is it a checkpoint "
-                f"for another architecture or variant? Pick the matching model name.") from e
-        raise
+                f"Checkpoint {source} does not fit '{tag}': {_summarise_mismatch(msg)}",
+                _mismatch_fix(msg, classifier)) from e
+        if _needs_code(e, path):
+            raise WeightsError(
+                f"Weights file for '{tag}' ({source}) is a pickle that imports code to load, and the zoo never "
+                "runs code from a checkpoint.", "Convert it once, where you trust it, into safetensors "
+                f"(`zoo weights convert {tag} --checkpoint FILE --out DIR --trust-pickle`) and load that file.") from e
+        if isinstance(e, RuntimeError) and not any(
+                s in msg for s in ('weights_only', 'PytorchStreamReader', 'central directory', 'invalid header')):
+            raise  # not a load failure: a bug
+        if 'weights_only' in msg or isinstance(e, pickle.UnpicklingError):  # torch's wording assumes a good pickle
+            detail = 'neither safetensors nor a readable torch checkpoint'
+        else:
+            detail = next((line.strip() for line in msg.splitlines() if line.strip()), type(e).__name__)[:200]
+        raise WeightsError(f'{corrupt} ({detail}).', fix) from e
+
+
+def _needs_code(error: BaseException, path: Optional[Path]) -> bool:
+    """Whether a failed weights-only load failed because the file is a pickle of code, not a corrupt file."""
+    if path is not None and Path(path).is_file():
+        return pickle_needs_code(path)
+    return 'Unsupported global' in str(error)  # the file is not at hand: torch's own diagnosis
+
+
+def _mismatch_fix(msg: str, classifier: Optional[str]) -> str:
+    """The fix for a state dict that does not fit: another class count, or another model."""
+    import re
+    if classifier:
+        for key, rows in re.findall(r'size mismatch for ([\w.]+): copying a param with shape torch\.Size\(\[(\d+)', msg):
+            if key.startswith(classifier + '.') and key.endswith('weight'):
+                return f'It was saved with {rows} classes: pass num_classes={rows}.'
+    return 'Is it a checkpoint for another architecture or variant? Pick the matching model name.'
 
 
 def _summarise_mismatch(msg: str) -> str:
     lines = [line.strip() for line in msg.splitlines()[1:] if line.strip()]
     text = ' '.join(lines)
     return (text[:600] + ' ...') if len(text) > 600 else text
+
+
+def _local_file(kind: str, loc: str, cache_dir=None) -> Optional[Path]:
+    """The file a pretrained source reads from, where it is a known local path."""
+    if kind == 'file':
+        return Path(loc)
+    if kind == 'url':
+        return url_cache_path(loc, cache_dir)
+    return None
 
 
 def build_model(
@@ -191,7 +247,9 @@ def build_model(
     input_size = tuple(cfg.input_size)
     if len(input_size) != 3:
         cfg = dataclasses.replace(cfg, input_size=(input_size[0], *input_size[-2:]))
-    with _load_errors(tag, cfg):
+    kind, loc = describe_source(cfg)
+    with _load_errors(tag, f'{kind} {loc}' if kind else 'no source', _how_to_fix(tag),
+                      _local_file(kind, loc, kwargs.get('cache_dir')), cfg.classifier):
         model = build_model_with_cfg(
             model_cls,
             variant,
@@ -206,3 +264,61 @@ def build_model(
                 if isinstance(getattr(module, attr, None), dict):
                     getattr(module, attr)['input_size'] = input_size
     return model
+
+
+def read_run_checkpoint(path, required: Sequence[str] = ('model',), what: str = 'a training checkpoint') -> Dict[str, Any]:
+    """A checkpoint a training run wrote (read with `torch.load(weights_only=True)`), or an error naming the
+    file: `InputError` when it is missing or not `what` (lacks a `required` key), `WeightsError` when it is
+    corrupt, truncated or a pickle of code."""
+    from zoo.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        near = sorted(p.name for p in path.parent.glob(path.stem + '.*') if p.is_file()) if path.parent.is_dir() else []
+        hint = f' (that folder has {", ".join(near)})' if near else ''
+        raise InputError(f'checkpoint {path} not found{hint}; give the file a training run wrote')
+    fix = f'Give {what} written by the zoo.'
+    with _load_errors(str(path), f'file {path}', fix, path):
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    missing = [k for k in required if not (isinstance(state, dict) and k in state)]
+    if missing:
+        raise InputError(f'{path} is not {what}: it lacks {missing}. {fix}')
+    return state
+
+
+def _family_filter(model: torch.nn.Module) -> Optional[Callable]:
+    """The `checkpoint_filter_fn` of the module that defines `model`'s class, if any."""
+    return getattr(sys.modules.get(type(model).__module__), 'checkpoint_filter_fn', None)
+
+
+def _is_zoo_model(model: torch.nn.Module) -> bool:
+    from zoo.models import families
+    return type(model).__module__ in {spec.module for spec in families().values()}
+
+
+def load_checkpoint(model: torch.nn.Module, checkpoint_path, use_ema: bool = True, device='cpu', strict: bool = True,
+                    remap: bool = False, filter_fn: Optional[Callable] = None, weights_only: bool = True, **kwargs):
+    """timm's `load_checkpoint` (what `create_model(..., checkpoint_path=...)` calls), for zoo models
+    through the same route as `pretrained_cfg_overlay=dict(file=...)`: the family's `checkpoint_filter_fn`
+    converts an official file (our own files pass through it unchanged), and any failure is a
+    `WeightsError` naming the file. Other models go to timm's own function, unchanged."""
+    if not _is_zoo_model(model) or remap or str(checkpoint_path).lower().endswith(('.npz', '.npy')):
+        return _timm_load_checkpoint(model, checkpoint_path, use_ema=use_ema, device=device, strict=strict,
+                                     remap=remap, filter_fn=filter_fn, weights_only=weights_only, **kwargs)
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    tag = cfg.get('architecture') or type(model).__name__
+    path = Path(checkpoint_path)
+    fix = (f"Pass a checkpoint of '{tag}' (ours, or the official release file: it is converted on load), or "
+           'leave checkpoint_path out.')
+    if not path.is_file():
+        raise WeightsError(f"checkpoint_path for '{tag}' not found: {path}.", fix)
+    with _load_errors(tag, f'checkpoint_path {path}', fix, path, cfg.get('classifier')):
+        state_dict = _timm_load_state_dict(str(path), use_ema, device=device, weights_only=weights_only)
+        filter_fn = filter_fn or _family_filter(model)
+        if filter_fn is not None:
+            state_dict = filter_fn(state_dict, model)
+        return model.load_state_dict(state_dict, strict=strict)
+
+
+_timm_load_checkpoint = _timm_factory.load_checkpoint
+_timm_factory.load_checkpoint = load_checkpoint  # create_model(checkpoint_path=...) reads this module global

@@ -15,11 +15,10 @@ import string
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import timm
 import torch
 from timm.models._hub import save_for_hf
 
-from zoo.hub import WeightsError, sha256sum, unwrap_state_dict
+from zoo.hub import WeightsError, pickle_needs_code, sha256sum, unwrap_state_dict
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / 'weights'
 MANIFEST = WEIGHTS_DIR / 'manifest.json'
@@ -37,10 +36,10 @@ def load_manifest(path: Path = MANIFEST) -> Dict[str, Dict]:
 def pretrained_tags(models: List[str]) -> List[str]:
     """Every `model.tag` with a weight source among `models`."""
     from zoo.hub import describe_source
-    from timm.models import get_pretrained_cfg
+    from zoo.models import get_pretrained_cfg, list_pretrained
     tags = []
     for name in models:
-        for full in timm.list_pretrained(name + '.*'):
+        for full in list_pretrained(name + '.*'):
             if describe_source(get_pretrained_cfg(full))[0]:
                 tags.append(full)
     return tags
@@ -75,15 +74,6 @@ PICKLE_RISK = (
     "{checkpoint} --out DIR --trust-pickle` (add `--code-path DIR` for the modules it imports, e.g. the official "
     "repository's `dnnlib` and `torch_utils` for EDM / LEGO pickles), ideally in an isolated environment, and "
     "load the safetensors it writes.")
-
-
-def _needs_code(error: BaseException) -> bool:
-    while error is not None:
-        msg = str(error)
-        if 'needs more than tensors' in msg or 'weights_only' in msg or 'Weights only load failed' in msg:
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def load_trusted_pickle(checkpoint: Path, code_path: Sequence = ()) -> Dict[str, torch.Tensor]:
@@ -126,7 +116,8 @@ def load_trusted_pickle(checkpoint: Path, code_path: Sequence = ()) -> Dict[str,
 def _load_into(tag: str, state_dict: Dict[str, torch.Tensor]):
     """`tag`'s model with `state_dict` loaded strictly through its family's checkpoint_filter_fn."""
     import sys
-    model = timm.create_model(tag)
+    from zoo.models import create_model
+    model = create_model(tag)
     filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
     if filter_fn is not None:
         state_dict = filter_fn(state_dict, model)
@@ -144,14 +135,15 @@ def convert(tag: str, checkpoint: Path, out: Path, trust_pickle: bool = False, c
     """
     checkpoint, out = Path(checkpoint), Path(out)
     if not checkpoint.is_file():
-        raise WeightsError(f'Checkpoint not found: {checkpoint}')
+        raise WeightsError(f'Checkpoint not found: {checkpoint}. Give the path of the official file with --checkpoint.')
     if trust_pickle:
         model = _load_into(tag, load_trusted_pickle(checkpoint, code_path))
     else:
         try:
-            model = timm.create_model(tag, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)))
+            from zoo.models import create_model
+            model = create_model(tag, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)))
         except WeightsError as e:
-            if _needs_code(e):
+            if pickle_needs_code(checkpoint):
                 raise WeightsError(PICKLE_RISK.format(checkpoint=checkpoint, tag=tag)) from e
             raise
     out.mkdir(parents=True, exist_ok=True)

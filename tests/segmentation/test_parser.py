@@ -98,6 +98,8 @@ def test_cli_parse_faces(tmp_path, capsys):
     assert summary['faces'] == 2 and sum(summary['pixels_per_class']) == 80 * 96
     assert np.asarray(Image.open(out)).shape == (80, 96, 3)
     assert np.asarray(Image.open(tmp_path / 'labels.png')).max() < 11
-    # offline and not cached: a clear error naming the Hub copy, exit status 1
-    assert main(args) == 1
-    assert 'public-data/ibug-face-parsing' in capsys.readouterr().err
+    # offline and not cached: one line naming the Hub copy and this command's flags, exit status 2
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert 'public-data/ibug-face-parsing' in err and '--checkpoint FILE' in err and '--random-init' in err
+    assert 'pretrained_cfg_overlay' not in err and len(err.strip().splitlines()) == 1

@@ -50,7 +50,7 @@ def test_bench(capsys, tmp_path):
 
 def test_weights_errors_exit_cleanly(capsys, tmp_path):
     assert main(['weights', 'convert', 'inception_resnet_v1_facenet.vggface2', '--checkpoint',
-                 str(tmp_path / 'missing.pt'), '--out', str(tmp_path / 'o')]) == 1
+                 str(tmp_path / 'missing.pt'), '--out', str(tmp_path / 'o')]) == 2
     assert 'Checkpoint not found' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(['weights'])

@@ -21,7 +21,7 @@ def test_manifest_and_pretrained_tags_match_both_ways():
     assert tags == set(manifest), f'without manifest entry: {tags - set(manifest)}; stale: {set(manifest) - tags}'
     for tag, entry in manifest.items():
         assert all(k in entry for k in REQUIRED), f'{tag} lacks {[k for k in REQUIRED if k not in entry]}'
-        cfg = timm.models.get_pretrained_cfg(tag)
+        cfg = zoo.models.get_pretrained_cfg(tag)
         assert entry['source_url'] in (cfg.url, cfg.hf_hub_id and f'https://huggingface.co/{cfg.hf_hub_id}')
         assert entry['license'] == cfg.license
         if entry['sha256'] is not None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import timm
 import timm.models
 import torch
-from timm.models import load_checkpoint, split_model_name_tag
+from timm.models import split_model_name_tag
 from timm.models._pretrained import DefaultCfg, PretrainedCfg
 
 # one import per family module (importing registers its models with timm)
@@ -40,10 +40,12 @@ from zoo.models import raftmlp
 class Family:
     module: str
     timm_members: Tuple[str, ...] = field(default_factory=tuple)
+    demo: Optional[str] = None  # the family's model in `zoo bench` / `make demo` (default: its smallest)
 
 
 FAMILIES: Dict[str, Family] = {
-    'inception': Family(inception_resnet.__name__, ('inception_resnet_v2', 'inception_v4')),
+    'inception': Family(inception_resnet.__name__, ('inception_resnet_v2', 'inception_v4'),
+                        demo='inception_resnet_v1_facenet'),
     'emov2': Family(emov2.__name__),
     'p3d': Family(p3d.__name__),
     'raftmlp': Family(raftmlp.__name__),
@@ -139,6 +141,7 @@ def create_model(
         pretrained=pretrained, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay,
         **kwargs)
     if checkpoint_path:
+        from zoo.hub import load_checkpoint  # the family filter and clear errors, as for timm's models
         load_checkpoint(model, checkpoint_path)
     return model
 
