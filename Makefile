@@ -29,7 +29,7 @@ install-test: $(VENV)/.installed-test
 mmdet: $(VENV)/.installed-mmdet
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/zoo bench --batch-size 1 8 --channels-last --csv bench.csv --plot bench.png
+	$(VENV)/bin/zoo bench --batch-size 1 8 --channels-last --max-seconds 1 --csv bench.csv --plot bench.png
 
 test: $(VENV)/.installed-test
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)

@@ -3,26 +3,43 @@
 GMACs are multiply-accumulates (what most papers call "FLOPs"), counted by fvcore at batch 1 on the
 model's default input, as the specs' figures are: convolutions, matmuls and linears, plus norms and
 pooling by fvcore's rules; elementwise ops are not counted. Activations are fvcore's count of
-convolution / linear outputs.
+convolution / linear outputs. Both come from one trace.
+
+Models over `LARGE_PARAMS` parameters (the LEGO L / XL denoisers, up to 1.36 B) would take most of an
+hour to time on a 2-core CPU: unless `include_large=True`, they are built on the meta device only and
+reported with their params and GMACs (torch's `FlopCounterMode` there: matmuls and convolutions, no
+norms, so within a few per cent of fvcore's count) and a note, never timed.
 
 Timing runs in `torch.inference_mode` (or forward + backward with `train=True`) after warm-up calls,
 because the first calls of a shape are several times slower; the latency is the median call, the
-throughput is samples per second over all timed calls.
+throughput is samples per second over all timed calls (their mean), and the spread is (slowest -
+fastest) / median. `max_seconds` bounds each (model, layout, batch) run: warm-up stops after half of
+it and timing after all of it (one call of each at least), so a 0.01 s model gets all its `iters`
+calls and a 10 s one (RTNet at batch 8) one warm-up and one timed call; the `calls` column says how
+many were timed.
+
+`representatives()` is the default set of `zoo bench` (and `make demo`): one model per family, the
+family's `demo` model or its smallest, so every family shows in a couple of minutes.
 """
 import csv
 import json
 import math
+import platform
 import statistics
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-import timm
 import torch
 
-__all__ = ['BenchResult', 'example_inputs', 'to_channels_last', 'count_params', 'count_macs', 'bench_model', 'run', 'format_table',
-           'write_csv', 'write_json', 'plot_pareto']
+__all__ = ['BenchResult', 'LARGE_PARAMS', 'representatives', 'example_inputs', 'to_channels_last', 'count_params',
+           'count_macs', 'count_macs_meta', 'bench_model', 'run', 'machine', 'format_table', 'write_csv', 'write_json',
+           'plot_pareto']
+
+# above this many parameters a model is not timed unless asked (include_large / --include-large)
+LARGE_PARAMS = 150_000_000
 
 
 @dataclass
@@ -40,8 +57,34 @@ class BenchResult:
     fused: bool = False
     latency_ms: float = float('nan')
     throughput: float = float('nan')
+    spread_pct: float = float('nan')
+    calls: int = 0
     params: int = 0
+    threads: int = 0
+    device: str = 'cpu'
     notes: List[str] = field(default_factory=list)
+
+
+def representatives() -> List[str]:
+    """One model per family: its `demo` model where the family names one, else its smallest by params."""
+    from zoo.models import catalogue, create_model, families
+
+    chosen = []
+    for name, spec in families().items():
+        demo = getattr(spec, 'demo', None)
+        if demo:
+            chosen.append(demo)
+            continue
+        members = [m for m in catalogue() if _family(m) == name]
+        if members:
+            with torch.device('meta'):
+                chosen.append(min(members, key=lambda m: count_params(create_model(m))))
+    return chosen
+
+
+def _family(name: str) -> Optional[str]:
+    from zoo.models import family_of
+    return family_of(name)
 
 
 def example_inputs(model: torch.nn.Module, batch_size: int = 1, img_size: Optional[int] = None) -> Tuple:
@@ -67,15 +110,46 @@ def _sdpa_macs(inputs, outputs) -> int:
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
+def _mac_and_act_handles():
+    """fvcore's MAC handles (with fused attention as its matmuls) and activation handles, merged into one
+    handle per op that returns both counts, so one trace gives both."""
+    from fvcore.nn.activation_count import _DEFAULT_SUPPORTED_OPS as act_ops
+    from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as mac_ops
+
+    mac_ops = {**mac_ops, 'aten::scaled_dot_product_attention': _sdpa_macs}
+
+    def total(count) -> float:
+        return sum(count.values()) if isinstance(count, Counter) else count
+
+    def merged(mac, act):
+        def handle(inputs, outputs):
+            return Counter(macs=total(mac(inputs, outputs)) if mac else 0,
+                           acts=total(act(inputs, outputs)) if act else 0)
+        return handle
+    return {op: merged(mac_ops.get(op), act_ops.get(op)) for op in set(mac_ops) | set(act_ops)}
+
+
 def count_macs(model: torch.nn.Module, inputs: Tuple) -> Tuple[float, float]:
-    """(GMACs, activations in millions) for one call, by fvcore (fused attention counted as its matmuls)."""
-    from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
+    """(GMACs, activations in millions) for one call, by fvcore from one trace (fused attention counted as its
+    matmuls)."""
+    from fvcore.nn.jit_analysis import JitModelAnalysis
+
     model = model.eval()
     with torch.no_grad():
-        flops = FlopCountAnalysis(model, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        flops.set_op_handle('aten::scaled_dot_product_attention', _sdpa_macs)
-        acts = ActivationCountAnalysis(model, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        return flops.total() / 1e9, acts.total() / 1e6
+        analysis = JitModelAnalysis(model, inputs).set_op_handle(**_mac_and_act_handles())
+        counts = analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).by_operator()
+    return counts.get('macs', 0) / 1e9, counts.get('acts', 0) / 1e6
+
+
+def count_macs_meta(model: torch.nn.Module, inputs: Tuple) -> float:
+    """GMACs for one call of a model on the meta device (no memory, no compute): torch's FlopCounterMode,
+    which counts matmuls, convolutions and attention (2 FLOPs a MAC) but not norms or pooling."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs = tuple(x.to('meta') if torch.is_tensor(x) else x for x in inputs)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(*inputs)
+    return counter.get_total_flops() / 2e9
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
@@ -96,16 +170,24 @@ def _to_layout(inputs: Tuple, channels_last: bool) -> Tuple:
                  for x in inputs)
 
 
-def _time_calls(step, warmup: int, iters: int) -> Tuple[float, float]:
-    """(median seconds per call, mean seconds per call) after `warmup` untimed calls."""
+def _time_calls(step, warmup: int, iters: int, max_seconds: Optional[float] = None) -> List[float]:
+    """Seconds of each timed call of `step`, after up to `warmup` untimed calls. With `max_seconds`, warm-up
+    stops once it has taken half of it and timing once it has taken all of it (one call of each at least)."""
+    budget = math.inf if max_seconds is None else max_seconds
+    start = time.perf_counter()
     for _ in range(warmup):
         step()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
+        if time.perf_counter() - start >= budget / 2:
+            break
+    times: List[float] = []
+    start = time.perf_counter()
+    while len(times) < iters:
+        t0 = time.perf_counter()
         step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), sum(times) / len(times)
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start >= budget:
+            break
+    return times
 
 
 def bench_model(
@@ -117,8 +199,9 @@ def bench_model(
         warmup: int = 3,
         iters: int = 10,
         img_size: Optional[int] = None,
-) -> Tuple[float, float]:
-    """(latency ms, samples/s) of `model` at `batch_size`."""
+        max_seconds: Optional[float] = None,
+) -> Tuple[float, float, float, int]:
+    """(median latency ms, samples/s, spread in % of the median, timed calls) of `model` at `batch_size`."""
     inputs = _to_layout(example_inputs(model, batch_size, img_size), channels_last)
     if channels_last:
         model = to_channels_last(model)
@@ -137,8 +220,10 @@ def bench_model(
         def step():
             with torch.inference_mode():
                 fn(*inputs)
-    median, mean = _time_calls(step, warmup, iters)
-    return median * 1e3, batch_size / mean
+    times = _time_calls(step, warmup, iters, max_seconds)
+    median = statistics.median(times)
+    spread = 100.0 * (max(times) - min(times)) / median if median > 0 else float('nan')
+    return median * 1e3, batch_size * len(times) / sum(times), spread, len(times)
 
 
 def run(
@@ -153,28 +238,45 @@ def run(
         speed: bool = True,
         progress: bool = True,
         fuse: bool = False,
+        max_seconds: Optional[float] = None,
+        include_large: bool = False,
 ) -> List[BenchResult]:
     """Measure every model in `names`: one row per model x layout x batch size.
 
     `fuse` times the model after `timm.utils.reparameterize_model` (BatchNorm folding, merged branches)
-    for inference; params and GMACs are always those of the model as defined.
+    for inference; params and GMACs are always those of the model as defined. Models over `LARGE_PARAMS`
+    get one row with params and GMACs counted on the meta device and a note, unless `include_large`.
+    `max_seconds` bounds each timed run (see the module docstring).
     """
     from tqdm.auto import tqdm
-    from zoo.models import family_of
+    from zoo.models import create_model
 
     layouts = [False, True] if channels_last else [False]
+    device = machine()['device']
     results = []
     bar = tqdm(total=len(names) * (len(batch_sizes) * len(layouts) if speed else 1), disable=not progress,
                desc='bench', unit='run')
     for name in names:
         bar.set_postfix_str(name)
+        with torch.device('meta'):
+            model = create_model(name)
+        n_params = count_params(model)
+        family = _family(name) or 'timm'
+        inputs = example_inputs(model, 1, img_size)
+        base = dict(model=name, family=family, params=n_params, params_m=n_params / 1e6,
+                    input='x'.join(str(s) for s in inputs[0].shape[1:]), threads=torch.get_num_threads(),
+                    device=device)
+        if n_params > LARGE_PARAMS and not include_large:
+            results.append(BenchResult(**base, gmacs=count_macs_meta(model, inputs), acts_m=float('nan'), notes=[
+                f'over {LARGE_PARAMS / 1e6:.0f}M params: not timed (--include-large times it); GMACs counted on '
+                'the meta device (torch FlopCounterMode)']))
+            bar.update(len(batch_sizes) * len(layouts) if speed else 1)
+            continue
         torch.manual_seed(0)
-        model = timm.create_model(name).eval()
+        model = create_model(name).eval()
         inputs = example_inputs(model, 1, img_size)
         gmacs, acts = count_macs(model, inputs)
-        n_params = count_params(model)
-        base = dict(model=name, family=family_of(name) or 'timm', params=n_params, params_m=n_params / 1e6,
-                    gmacs=gmacs, acts_m=acts, input='x'.join(str(s) for s in inputs[0].shape[1:]))
+        base.update(gmacs=gmacs, acts_m=acts)
         if not speed:
             results.append(BenchResult(**base))
             bar.update()
@@ -184,37 +286,54 @@ def run(
             model = reparameterize_model(model, inplace=True)
         for cl in layouts:
             for bs in batch_sizes:
-                latency, throughput = bench_model(
+                latency, throughput, spread, calls = bench_model(
                     model, bs, channels_last=cl, train=train, compile=compile, warmup=warmup, iters=iters,
-                    img_size=img_size)
+                    img_size=img_size, max_seconds=max_seconds)
                 results.append(BenchResult(
                     **base, mode='train' if train else 'infer', layout='channels_last' if cl else 'nchw',
-                    batch=bs, compiled=compile, fused=fuse and not train, latency_ms=latency, throughput=throughput))
+                    batch=bs, compiled=compile, fused=fuse and not train, latency_ms=latency, throughput=throughput,
+                    spread_pct=spread, calls=calls))
                 bar.update()
             model = model.to(memory_format=torch.contiguous_format)
     bar.close()
     return results
 
 
+def machine() -> dict:
+    """Where the figures were measured: device, threads, torch version."""
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name()
+    else:
+        device = f'cpu ({platform.machine()}, {torch.get_num_threads()} threads)'
+    return dict(device=device, threads=torch.get_num_threads(), torch=torch.__version__)
+
+
 _COLUMNS = (
     ('model', 'model', '{}'), ('params_m', 'params (M)', '{:.2f}'), ('gmacs', 'GMACs', '{:.3f}'),
     ('acts_m', 'acts (M)', '{:.2f}'), ('input', 'input', '{}'), ('mode', 'mode', '{}'), ('layout', 'layout', '{}'),
-    ('fused', 'fused', '{}'), ('batch', 'batch', '{}'), ('latency_ms', 'latency (ms)', '{:.1f}'), ('throughput', 'samples/s', '{:.1f}'),
+    ('fused', 'fused', '{}'), ('batch', 'batch', '{}'), ('latency_ms', 'latency (ms)', '{:.1f}'),
+    ('spread_pct', 'spread %', '{:.0f}'), ('calls', 'calls', '{}'), ('throughput', 'samples/s', '{:.1f}'),
 )
 
 
 def format_table(results: Iterable[BenchResult]) -> str:
     header = [title for _, title, _ in _COLUMNS]
-    rows = [[('-' if isinstance(getattr(r, key), float) and math.isnan(getattr(r, key))
+    results = list(results)
+    rows = [[('-' if (isinstance(getattr(r, key), float) and math.isnan(getattr(r, key))) or (key == 'calls' and not r.calls)
               else fmt.format(getattr(r, key))) for key, _, fmt in _COLUMNS] for r in results]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    where = machine()
     lines = [
-        'GMACs = multiply-accumulates per sample (the papers\' "FLOPs"), fvcore, batch 1, default input',
+        f"{where['device']}, torch {where['torch']}. GMACs = multiply-accumulates per sample (the papers' "
+        '"FLOPs"), fvcore, batch 1, default input; latency = median call, samples/s = mean over the timed '
+        'calls, spread = (slowest - fastest) / median',
         '  '.join(h.ljust(w) for h, w in zip(header, widths)),
         '  '.join('-' * w for w in widths),
     ]
     lines += ['  '.join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
               for row in rows]
+    notes = [(r.model, n) for r in results for n in r.notes]
+    lines += [f'note: {model}: {note}' for model, note in dict(notes).items()]
     return '\n'.join(lines)
 
 

@@ -1,6 +1,8 @@
 """`zoo bench`: figures agree with the fixtures' meta.json; outputs are written."""
 import csv
 import json
+import math
+import time
 
 import pytest
 import timm
@@ -42,9 +44,10 @@ def test_run_writes_table_csv_json_and_plot(tmp_path):
                         iters=1, img_size=96, progress=False)
     assert [(r.layout, r.batch) for r in results] == [('nchw', 1), ('nchw', 2), ('channels_last', 1),
                                                         ('channels_last', 2)]
-    assert all(r.throughput > 0 and r.latency_ms > 0 for r in results)
+    assert all(r.throughput > 0 and r.latency_ms > 0 and r.calls == 1 and r.threads >= 1 for r in results)
     table = bench.format_table(results)
     assert 'GMACs' in table and 'channels_last' in table and 'inception_resnet_v1_facenet' in table
+    assert torch.__version__ in table and 'spread %' in table and 'calls' in table
     bench.write_csv(results, tmp_path / 'b.csv')
     bench.write_json(results, tmp_path / 'b.json')
     bench.plot_pareto(results, tmp_path / 'b.png')
@@ -58,3 +61,48 @@ def test_train_mode_times_backward():
     (result,) = bench.run(['inception_resnet_v1_facenet'], batch_sizes=[2], train=True, warmup=0, iters=1,
                           img_size=96, progress=False)
     assert result.mode == 'train' and result.throughput > 0
+
+
+def test_default_set_is_one_model_per_family():
+    import zoo
+    names = bench.representatives()
+    families = [zoo.family_of(n) for n in names]
+    assert sorted(families) == sorted(zoo.families())  # every family, the heads' included, once
+    assert 'inception_resnet_v1_facenet' in names  # a family's named demo model
+    assert 'emov2_1m' in names  # else the family's smallest
+
+
+def test_large_models_are_counted_on_meta_and_not_timed(monkeypatch):
+    import zoo
+    monkeypatch.setattr(bench, 'LARGE_PARAMS', 5_000_000)  # emov2_1m (1.5M) is timed, emov2_20m is "large"
+    real_create_model = zoo.models.create_model
+
+    def no_real_build(name, **kwargs):
+        if torch.get_default_device().type != 'meta' and name == 'emov2_20m':
+            raise AssertionError('a large model was built on the CPU')
+        return real_create_model(name, **kwargs)
+    monkeypatch.setattr(zoo.models, 'create_model', no_real_build)
+    results = bench.run(['emov2_1m', 'emov2_20m'], batch_sizes=[1, 2], warmup=0, iters=1, progress=False)
+    large = [r for r in results if r.model == 'emov2_20m']
+    assert len(large) == 1 and math.isnan(large[0].latency_ms) and large[0].calls == 0
+    assert large[0].gmacs == pytest.approx(4.0, rel=0.05) and 'meta device' in large[0].notes[0]
+    assert len([r for r in results if r.model == 'emov2_1m']) == 2
+    assert 'note: emov2_20m: over 5M params' in bench.format_table(results)
+    monkeypatch.setattr(zoo.models, 'create_model', real_create_model)
+    timed = bench.run(['emov2_20m'], batch_sizes=[1], warmup=0, iters=1, progress=False, include_large=True,
+                      img_size=64)
+    assert timed[0].calls == 1 and timed[0].latency_ms > 0
+
+
+def test_max_seconds_bounds_warmup_and_timing(monkeypatch):
+    calls = []
+
+    def step():
+        calls.append(1)
+        time.sleep(0.05)
+    times = bench._time_calls(step, warmup=10, iters=100, max_seconds=0.2)
+    # warm-up stops after 0.1 s (2 calls), timing after 0.2 s (4 calls); never fewer than one of each
+    assert 2 <= len(calls) - len(times) <= 3 and 4 <= len(times) <= 5
+    calls.clear()
+    assert len(bench._time_calls(step, warmup=3, iters=100, max_seconds=0.001)) == 1 and len(calls) == 2
+    assert len(bench._time_calls(step, warmup=1, iters=3)) == 3  # no bound: all the calls asked for
