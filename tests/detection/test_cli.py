@@ -8,6 +8,7 @@ yaml = pytest.importorskip('yaml')
 
 from detection.config import apply_overrides, list_configs, load_config  # noqa: E402
 from detection.engine import TrainConfig  # noqa: E402
+from zoo.errors import InputError  # noqa: E402
 
 SPEC = {'1m': (0.04036, True), '2m': (0.05, True), '5m': (0.05, True), '20m': (0.1, False)}
 
@@ -52,7 +53,7 @@ def test_overrides_and_base(tmp_path):
                        model_kwargs=dict(preset='mmdet', frozen_stages=2, norm_eval=True))
     with pytest.raises(ValueError, match='key=value'):
         apply_overrides({}, ['epochs'])
-    with pytest.raises(FileNotFoundError, match='no config'):
+    with pytest.raises(InputError, match='no config'):
         load_config('nope')
 
 
@@ -85,3 +86,56 @@ def test_cli_train_predict_eval(tmp_path, capsys):
     capsys.readouterr()
     assert main(['detection', 'eval', '--checkpoint', str(out / 'last.pth'), '--no-progress']) == 0
     assert 'bbox_mAP' in json.loads(capsys.readouterr().out)
+
+
+def _coco_folder(root, annotations):
+    """A COCO root (annotations/instances_{train,val}.json, train/, val/) whose train file holds `annotations`."""
+    from PIL import Image
+    for split in ('train', 'val'):
+        (root / split).mkdir(parents=True)
+        Image.new('RGB', (40, 30)).save(root / split / '1.png')
+    (root / 'annotations').mkdir()
+    good = dict(images=[dict(id=1, file_name='1.png', width=40, height=30)], categories=[dict(id=1, name='a')],
+                annotations=[dict(id=1, image_id=1, category_id=1, bbox=[1, 2, 10, 10])])
+    (root / 'annotations' / 'instances_val.json').write_text(json.dumps(good))
+    (root / 'annotations' / 'instances_train.json').write_text(
+        annotations if isinstance(annotations, str) else json.dumps(dict(good, annotations=annotations)))
+    return root
+
+
+@pytest.mark.parametrize('annotations, names', [
+    ('{"images": [', ['instances_train.json', 'not valid JSON']),
+    ([dict(id=5, image_id=1, category_id=1, bbox=[1, float('nan'), 3, 4])], ['instances_train.json', 'annotation 5']),
+    ([dict(id=6, image_id=1, category_id=9, bbox=[1, 2, 3, 4])], ['instances_train.json', 'category_id 9']),
+])
+def test_cli_train_on_malformed_coco_is_one_line_and_touches_nothing(tmp_path, capsys, annotations, names):
+    from zoo.cli import main
+    data = _coco_folder(tmp_path / 'coco', annotations)
+    out = tmp_path / 'run'
+    out.mkdir()
+    (out / 'last.pth').write_bytes(b'an earlier run')
+    code = main(['detection', 'train', '--model', 'faster_rcnn', '--backbone', 'emov2_1m', '--data', str(data),
+                 '--out', str(out), '--no-progress'])
+    err = capsys.readouterr().err
+    assert code == 2 and 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+    assert all(n in err for n in names), err
+    assert sorted(p.name for p in out.iterdir()) == ['last.pth'] and (out / 'last.pth').read_bytes() == b'an earlier run'
+
+
+def test_cli_eval_and_predict_name_a_bad_checkpoint(tmp_path, capsys):
+    from zoo.cli import main
+    (tmp_path / 'last.pt').write_bytes(b'')
+    code = main(['detection', 'eval', '--checkpoint', str(tmp_path / 'last.pth')])
+    err = capsys.readouterr().err
+    assert code == 2 and 'last.pth not found' in err and 'last.pt' in err and 'Traceback' not in err
+    torch.save({'state_dict': {}}, tmp_path / 'backbone.pth')
+    code = main(['detection', 'predict', str(tmp_path), '--checkpoint', str(tmp_path / 'backbone.pth'),
+                 '--out', str(tmp_path / 'pred')])
+    err = capsys.readouterr().err
+    assert code == 2 and 'is not a detection checkpoint' in err and not (tmp_path / 'pred').exists()
+
+
+def test_python_m_detection_has_the_same_boundary(tmp_path, capsys):
+    from detection.cli import main
+    assert main(['eval', '--checkpoint', str(tmp_path / 'nope.pth')]) == 2
+    assert 'nope.pth not found' in capsys.readouterr().err

@@ -110,10 +110,22 @@ def test_polygon_rle_crowd_and_degenerate(tmp_path):
     (_coco([dict(id=9, image_id=1, category_id=7, bbox=[1, 2])]), 'annotation 9 has no valid bbox'),
     (_coco([dict(id=9, image_id=1, category_id=5, bbox=[1, 2, 3, 4])]), 'category_id 5'),
     (_coco([dict(id=9, image_id=2, category_id=7, bbox=[1, 2, 3, 4])]), 'image_id 2'),
+    # json writes NaN / Infinity and Python reads them back: boxes and polygons must be finite numbers
+    (_coco([dict(id=9, image_id=1, category_id=7, bbox=[1, float('nan'), 3, 4])]), r'annotation 9 .*finite.*nan'),
+    (_coco([dict(id=9, image_id=1, category_id=7, bbox=[1, 2, 3, float('inf')])]), 'annotation 9 .*finite'),
+    (_coco([dict(id=9, image_id=1, category_id=7, bbox=[1, 2, '3', 4])]), 'annotation 9 has no valid bbox'),
+    (_coco([dict(id=9, image_id=1, category_id=7, bbox=[1, 2, -3, 4])]), 'annotation 9 has a negative width'),
+    (_coco([dict(id=9, image_id=1, category_id=7, bbox=[1, 2, 3, 4], segmentation=[[1, 2, 3, 4, float('nan'), 6]])]),
+     'annotation 9, polygon 0 has a non-finite'),
+    (_coco([dict(id=9, image_id=1, category_id=7, bbox=[1, 2, 3, 4], segmentation=[[1, 2, 3, 4]])]),
+     'annotation 9, polygon 0 needs an even number .* got 4'),
+    (_coco([dict(id=9, image_id=1, category_id=7, bbox=[1, 2, 3, 4], segmentation={'counts': 'x'})]),
+     'annotation 9 has an RLE segmentation without size'),
 ])
 def test_malformed_annotation_files(tmp_path, content, match):
-    with pytest.raises(DatasetError, match=match):
+    with pytest.raises(DatasetError, match=match) as e:
         CocoDetection(*_write(tmp_path, content))
+    assert 'ann.json' in str(e.value) and isinstance(e.value, ValueError)
 
 
 def test_missing_images(tmp_path):

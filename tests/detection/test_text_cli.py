@@ -100,3 +100,26 @@ def test_quad_protocols_give_quadrilaterals():
     info = dict(height=64, width=64)
     assert len(text_predictions(M(), out, info, 'icdar2015')[0]['polygon']) == 4
     assert text_predictions(M(), out, info, 'ctw1500')[0]['score'] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize('line, names', [
+    ('1,1,30,1,30,x,1,10,HELLO', ['gt_img_1.txt, line 2', "non-numeric coordinate 'x'"]),
+    ('1,1,30,1,30,nan,1,10,HELLO', ['gt_img_1.txt, line 2', 'non-finite']),
+    ('1,1,30', ['gt_img_1.txt, line 2', 'expected x1,y1']),
+])
+def test_convert_garbled_ground_truth_is_one_line_with_file_and_line(tmp_path, capsys, line, names):
+    from PIL import Image
+
+    root = tmp_path / 'ic15'
+    (root / 'ch4_training_images').mkdir(parents=True)
+    (root / 'ch4_training_localization_transcription_gt').mkdir()
+    Image.new('RGB', (64, 48)).save(root / 'ch4_training_images' / 'img_1.jpg')
+    (root / 'ch4_training_localization_transcription_gt' / 'gt_img_1.txt').write_text(
+        '1,1,30,1,30,10,1,10,HELLO\n' + line + '\n')
+    out = root / 'annotations' / 'text_train.json'
+    out.parent.mkdir()
+    out.write_text('{"kept": true}')
+    assert zoo_main(['text', 'convert', 'icdar2015', str(root), '--split', 'train']) == 2
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1 and all(n in err for n in names), err
+    assert out.read_text() == '{"kept": true}'  # the earlier conversion is left as it was

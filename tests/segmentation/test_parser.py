@@ -103,3 +103,44 @@ def test_cli_parse_faces(tmp_path, capsys):
     err = capsys.readouterr().err
     assert 'public-data/ibug-face-parsing' in err and '--checkpoint FILE' in err and '--random-init' in err
     assert 'pretrained_cfg_overlay' not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize('boxes, match', [
+    ([[20., 20., 20., 40.]], 'box 0 .* has no size'),
+    ([[20., 20., 40., 40.], [float('nan'), 1., 5., 9.]], 'box 1 .* non-finite'),
+    ([[100., 100., 140., 140.]], 'box 0 .* lies outside the 64x64 image'),
+])
+def test_predict_refuses_unusable_boxes(boxes, match):
+    oracle = LabelOracle()
+    with pytest.raises(ValueError, match=match):
+        FaceParser(oracle, input_size=(32, 32)).predict(np.zeros((64, 64, 3), np.uint8), boxes)
+    assert oracle.seen_rois is None  # refused before the model ran
+
+
+@pytest.mark.parametrize('content, names', [
+    ('[[1, 2, 3, 4', ['is not JSON']),
+    ('[[10, 10, 40, 40], [1, 2]]', ['entry 1', '[1, 2]', 'not a box of 4 numbers']),
+    ('{"faces": "none"}', ['holds no list of boxes']),
+    ('[[10, 10, 10, 40]]', ['box 0', 'has no size']),
+    ('[[500, 10, 600, 40]]', ['box 0', 'lies outside the 96x80 image']),
+])
+def test_cli_bad_boxes_file_is_one_line_naming_it(tmp_path, capsys, content, names):
+    Image.new('RGB', (96, 80)).save(tmp_path / 'img.png')
+    (tmp_path / 'boxes.json').write_text(content)
+    out = tmp_path / 'overlay.png'
+    out.write_bytes(b'an earlier overlay')
+    code = main(['parse-faces', str(tmp_path / 'img.png'), '--boxes', str(tmp_path / 'boxes.json'),
+                 '--out', str(out), '--random-init', '--size', '32'])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+    assert str(tmp_path / 'boxes.json') in err and all(n in err for n in names), err
+    assert out.read_bytes() == b'an earlier overlay'  # nothing written by the failed run
+
+
+def test_cli_image_that_is_not_an_image(tmp_path, capsys):
+    (tmp_path / 'img.png').write_bytes(b'not a png')
+    (tmp_path / 'boxes.json').write_text('[[1, 1, 5, 5]]')
+    code = main(['parse-faces', str(tmp_path / 'img.png'), '--boxes', str(tmp_path / 'boxes.json'),
+                 '--out', str(tmp_path / 'o.png'), '--random-init'])
+    err = capsys.readouterr().err
+    assert code == 2 and 'img.png' in err and 'Traceback' not in err

@@ -6,6 +6,7 @@ import torch
 
 from segmentation import roi_tanh as rt
 from tests.helpers import requires_fixture
+from zoo.errors import InputError
 from zoo.testing import load_fixture, relative_error
 
 
@@ -228,3 +229,38 @@ def test_gradients_wrt_rois_and_angles(variant):
     assert torch.autograd.gradcheck(lambda r, a: warp(image, r, 6, 5, a, **kw), (rois, angle), eps=1e-6, atol=1e-5)
     assert torch.autograd.gradcheck(lambda r, a: restore(image, r, 10, 9, a, **kw), (rois, angle), eps=1e-6,
                                     atol=1e-5)
+
+
+_BAD_BOXES = [
+    ([[10., 10., 10., 40.]], 'box 0 .* has no size'),             # zero width
+    ([[10., 10., 40., 5.]], 'box 0 .* has no size'),              # y2 < y1
+    ([[10., 10., 40., 40.], [1., float('nan'), 5., 9.]], 'box 1 .* non-finite'),
+    ([[10., 10., float('inf'), 40.]], 'box 0 .* non-finite'),
+    ([[200., 10., 260., 40.]], r'box 0 \[200.0, 10.0, 260.0, 40.0\] lies outside the 128x96 image'),
+    ([[-50., -50., -10., -1.]], 'box 0 .* lies outside'),
+]
+
+
+@pytest.mark.parametrize('variant', ['cartesian', 'polar', 'circular'])
+@pytest.mark.parametrize('boxes, match', _BAD_BOXES)
+def test_warps_and_restores_refuse_boxes_they_cannot_use(variant, boxes, match):
+    images = torch.rand(1, 3, 96, 128)
+    rois = torch.tensor(boxes)
+    with pytest.raises(ValueError, match=match) as e:
+        rt.get_warp_func(variant)(images, rois, 32, 32)
+    assert isinstance(e.value, InputError)
+    maps = torch.rand(len(boxes), 3, 32, 32)
+    with pytest.raises(InputError, match=match):
+        rt.get_restore_func(variant)(maps, rois, 128, 96)
+
+
+def test_conversions_and_shapes_are_checked():
+    maps = torch.rand(1, 3, 32, 32)
+    with pytest.raises(InputError, match='has no size'):
+        rt.roi_tanh_polar_to_roi_tanh(maps, torch.tensor([[5., 5., 5., 9.]]))
+    with pytest.raises(InputError, match='non-finite'):
+        rt.roi_tanh_to_roi_tanh_polar(maps, torch.tensor([[5., 5., float('nan'), 9.]]))
+    with pytest.raises(InputError, match=r'\[N, >=4\].*got \(4,\)'):
+        rt.roi_tanh_polar_warp(torch.rand(1, 3, 16, 16), torch.tensor([1., 1., 5., 5.]), 8, 8)
+    # a box partly outside the image is a face at the border: allowed
+    assert rt.roi_tanh_polar_warp(torch.rand(1, 3, 16, 16), torch.tensor([[-4., -4., 6., 6.]]), 8, 8).isfinite().all()

@@ -198,3 +198,17 @@ def test_read_run_checkpoint_names_the_file(tmp_path):
         read_run_checkpoint(tmp_path / 'other.pth')
     with pytest.raises(WeightsError, match='corrupt or truncated'):
         read_run_checkpoint(_truncated(tmp_path / 't.pth', torch.save, {'model': {'w': torch.ones(100)}}))
+
+
+def test_bench_mistakes_fail_before_any_timing(capsys, tmp_path, monkeypatch):
+    from zoo import bench
+
+    monkeypatch.setattr(bench, 'run', lambda *a, **k: pytest.fail('timing started'))
+    code, err = _run(capsys, ['bench', '--models', 'emov2_1mm'])
+    _assert_one_line_error(code, err, "'emov2_1mm'", "did you mean 'emov2_1m'")
+    code, err = _run(capsys, ['bench', '--models', 'nothing*'])
+    _assert_one_line_error(code, err, 'nothing*', 'zoo list')
+    code, err = _run(capsys, ['bench', '--models', 'emov2_1m', '--csv', str(tmp_path / 'no_dir' / 'b.csv')])
+    _assert_one_line_error(code, err, tmp_path / 'no_dir')
+    code, err = _run(capsys, ['info', 'inception_resnet_v1_facnet'])
+    _assert_one_line_error(code, err, "did you mean 'inception_resnet_v1_facenet'")
