@@ -241,10 +241,19 @@ def run_verb(args: argparse.Namespace) -> int:
         return 2
 
 
+def _timm_version() -> str:
+    import timm
+    return timm.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     from zoo.bench import LARGE_PARAMS
 
+    import zoo
+
     parser = argparse.ArgumentParser(prog='zoo', description='Vision model zoo for timm.')
+    parser.add_argument('--version', action='version',
+                        version=f'zoo {zoo.__version__} (torch {torch.__version__}, timm {_timm_version()})')
     add_debug_flag(parser)
     sub = parser.add_subparsers(dest='command', required=True)
 

@@ -7,6 +7,7 @@ import torch
 pytest.importorskip('pycocotools')
 
 from detection.engine import TrainConfig, coco_evaluate, load_detector, lr_factor, train  # noqa: E402
+from zoo.errors import InputError  # noqa: E402
 
 
 def _gt():
@@ -74,5 +75,5 @@ def test_train_checkpoint_resume_and_logs(tmp_path):
     assert ckpt2['epoch'] == 2 and ckpt2['scheduler']['last_epoch'] == 4
     model, saved = load_detector(out / 'last.pth')
     assert saved['model'] == 'faster_rcnn' and model.label_to_cat_id == {1: 1, 2: 2, 3: 3, 4: 4}
-    with pytest.raises(FileNotFoundError, match='cannot resume'):
+    with pytest.raises(InputError, match='cannot resume'):
         train({**cfg, 'out': str(tmp_path / 'other'), 'resume': True})

@@ -279,7 +279,7 @@ def test_code_pickles_need_trust_pickle(tmp_path, monkeypatch, capsys):
     with pytest.raises(WeightsError, match='--trust-pickle') as err:
         convert('lego_s_pg_64', pkl, tmp_path / 'out')
     assert 'runs that code' in str(err.value)
-    assert main(['weights', 'convert', 'lego_s_pg_64', '--checkpoint', str(pkl), '--out', str(tmp_path / 'o')]) == 1
+    assert main(['weights', 'convert', 'lego_s_pg_64', '--checkpoint', str(pkl), '--out', str(tmp_path / 'o')]) == 2
     assert '--trust-pickle' in capsys.readouterr().err
     with pytest.raises(WeightsError, match='pretrained=False|--trust-pickle|code'):
         timm.create_model('lego_s_pg_64', pretrained=True, pretrained_cfg_overlay=dict(file=str(pkl)))

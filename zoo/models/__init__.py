@@ -81,17 +81,27 @@ def register_project_model(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def project_models(pattern: str = '*') -> List[str]:
     """Names of the models in the zoo's own registry (not timm's), matching a glob pattern."""
+    _head_families()  # the heads register their models when loaded
     return sorted(n for n in _project_entrypoints if fnmatch.fnmatch(n, pattern))
+
+
+def _project_base(name: str) -> str:
+    """The model name without its tag; a name timm does not know loads the heads' families first, so their
+    models (e.g. the face parsers) are found after a plain `import zoo`, as `zoo list` finds them."""
+    base = split_model_name_tag(name)[0]
+    if base not in _project_entrypoints and not timm.is_model(base):
+        _head_families()
+    return base
 
 
 def is_model(name: str) -> bool:
     """A model either registry knows (timm's or the zoo's own), with or without its tag."""
-    base = split_model_name_tag(name)[0]
+    base = _project_base(name)
     return base in _project_entrypoints or timm.is_model(base)
 
 
 def model_entrypoint(name: str) -> Callable[..., Any]:
-    base = split_model_name_tag(name)[0]
+    base = _project_base(name)
     if base in _project_entrypoints:
         return _project_entrypoints[base]
     return timm.models.model_entrypoint(base)
@@ -99,7 +109,7 @@ def model_entrypoint(name: str) -> Callable[..., Any]:
 
 def get_pretrained_cfg(name: str) -> Optional[PretrainedCfg]:
     """The pretrained cfg of `model` or `model.tag` (the default tag without one), from either registry."""
-    base, tag = split_model_name_tag(name)
+    base, tag = _project_base(name), split_model_name_tag(name)[1]
     if base not in _project_entrypoints:
         return timm.models.get_pretrained_cfg(name)
     default_cfg = _project_default_cfgs.get(base)
@@ -111,6 +121,7 @@ def get_pretrained_cfg(name: str) -> Optional[PretrainedCfg]:
 
 def list_pretrained(pattern: str = '*') -> List[str]:
     """`model.tag` names (timm's `list_pretrained`) of both registries, matching a glob pattern."""
+    _head_families()  # the heads register their models when loaded
     names = [f'{base}.{tag}' if tag else base
              for base, default_cfg in _project_default_cfgs.items() for tag in default_cfg.tags]
     return timm.list_pretrained(pattern) + sorted(n for n in names if fnmatch.fnmatch(n, pattern))
@@ -125,7 +136,7 @@ def create_model(
         **kwargs,
 ) -> torch.nn.Module:
     """`timm.create_model` over both registries: the zoo's own models by name (and tag), any other through timm."""
-    base, tag = split_model_name_tag(model_name)
+    base, tag = _project_base(model_name), split_model_name_tag(model_name)[1]
     if base not in _project_entrypoints:
         return timm.create_model(
             model_name, pretrained=pretrained, pretrained_cfg=pretrained_cfg,
