@@ -129,10 +129,16 @@ def _cmd_weights_convert(args) -> int:
     from zoo.weights import convert
     if args.trust_pickle:
         print(f'warning: --trust-pickle: unpickling {args.checkpoint} runs the code it carries', file=sys.stderr)
+    from zoo.weights import MANIFEST, load_manifest
+    manifest = None if args.no_manifest or not MANIFEST.is_file() else MANIFEST
     digest = convert(args.model, Path(args.checkpoint), Path(args.out), trust_pickle=args.trust_pickle,
-                     code_path=args.code_path)
+                     code_path=args.code_path, manifest=manifest)
     print(f'wrote {args.out}/model.safetensors, config.json, README.md')
     print(f'sha256 {digest}  model.safetensors')
+    entry = load_manifest(manifest).get(args.model, {}) if manifest else {}
+    if entry.get('converted_sha256') == digest:
+        print(f"recorded in {manifest}: {args.model} sha256 {entry['sha256']} (official file), "
+              f"converted_sha256 {digest}; meant for hf-hub:{entry.get('hub_repo')}")
     return 0
 
 
@@ -303,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'trusted files only')
     c.add_argument('--code-path', action='append', default=[], metavar='DIR',
                    help='folder with the modules such a pickle imports (e.g. the official repo), for that load only')
+    c.add_argument('--no-manifest', action='store_true',
+                   help="don't record the sha256 of the official file and of the converted file in weights/manifest.json")
     c.set_defaults(func=_cmd_weights_convert)
     u = wsub.add_parser('push', help='upload a converted folder to the Hugging Face Hub')
     u.add_argument('folder')
@@ -333,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             ep.load()(sub)
         except ImportError as e:  # an optional extra is missing: only its verbs go
-            sub.add_parser(ep.name, help=f'unavailable: {e}').set_defaults(
-                func=lambda args, e=e, name=ep.name: _unavailable(name, e))
+            if ep.name not in sub.choices:  # (the entry point may have added its verb before failing)
+                sub.add_parser(ep.name, help=f'unavailable: {e}')
+            sub.choices[ep.name].set_defaults(func=lambda args, e=e, name=ep.name: _unavailable(name, e))
     return parser
 
 

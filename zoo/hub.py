@@ -42,7 +42,7 @@ from zoo.errors import WeightsError
 
 __all__ = [
     'WeightsError', 'build_model', 'load_checkpoint', 'unwrap_state_dict', 'is_offline', 'describe_source',
-    'url_cache_path', 'sha256sum', 'pickle_needs_code', 'read_run_checkpoint',
+    'url_cache_path', 'sha256sum', 'pickle_needs_code', 'read_run_checkpoint', 'expected_sha256', 'verify_sha256',
 ]
 
 _WRAPPER_KEYS = ('state_dict_ema', 'model_ema', 'ema', 'state_dict', 'model', 'net', 'params')
@@ -248,8 +248,10 @@ def build_model(
     if len(input_size) != 3:
         cfg = dataclasses.replace(cfg, input_size=(input_size[0], *input_size[-2:]))
     kind, loc = describe_source(cfg)
-    with _load_errors(tag, f'{kind} {loc}' if kind else 'no source', _how_to_fix(tag),
-                      _local_file(kind, loc, kwargs.get('cache_dir')), cfg.classifier):
+    local = _local_file(kind, loc, kwargs.get('cache_dir'))
+    if pretrained:  # a cached download is checked before it is read, a fresh one right after
+        verify_sha256(tag, local, kind)
+    with _load_errors(tag, f'{kind} {loc}' if kind else 'no source', _how_to_fix(tag), local, cfg.classifier):
         model = build_model_with_cfg(
             model_cls,
             variant,
@@ -258,12 +260,57 @@ def build_model(
             pretrained_filter_fn=pretrained_filter_fn,
             **kwargs,
         )
+    if pretrained:
+        verify_sha256(tag, local if kind != 'hf-hub' else _hub_cached_file(loc, kwargs.get('cache_dir')), kind)
     if len(input_size) != 3:
         for module in (model, getattr(model, 'model', None)):
             for attr in ('pretrained_cfg', 'default_cfg'):
                 if isinstance(getattr(module, attr, None), dict):
                     getattr(module, attr)['input_size'] = input_size
     return model
+
+
+_VERIFIED: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, so a file is hashed once
+
+
+def _hub_cached_file(loc: str, cache_dir=None) -> Optional[Path]:
+    """The cached file of a Hub source ('org/name' or 'org/name/file'), if it is in the cache."""
+    from huggingface_hub import try_to_load_from_cache
+    parts = loc.split('/')
+    repo, filename = '/'.join(parts[:2]), '/'.join(parts[2:]) or 'model.safetensors'
+    found = try_to_load_from_cache(repo, filename, cache_dir=cache_dir)
+    return Path(found) if isinstance(found, str) else None
+
+
+def expected_sha256(tag: str, kind: str, path: Optional[Path]) -> Optional[str]:
+    """The manifest's sha256 for the file `tag` loads from a `kind` source: `converted_sha256` for our Hub
+    file, `sha256` for the official file (a URL download, or a local copy with the official file name)."""
+    from zoo.weights import MANIFEST, load_manifest
+    if path is None or not MANIFEST.is_file():
+        return None
+    entry = load_manifest().get(tag) or {}
+    if kind == 'hf-hub':
+        return entry.get('converted_sha256')
+    if kind in ('url', 'file') and entry.get('file') == Path(path).name:
+        return entry.get('sha256')
+    return None
+
+
+def verify_sha256(tag: str, path: Optional[Path], kind: str) -> None:
+    """Check a weights file against the sha256 the manifest records for it (where it records one and the file
+    is there); a mismatch is a WeightsError: a corrupt download, or another file under the official name."""
+    expected = expected_sha256(tag, kind, path)
+    if not expected or path is None or not Path(path).is_file():
+        return
+    stat = Path(path).stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = sha256sum(path)
+    if _VERIFIED[key] != expected:
+        raise WeightsError(
+            f"Weights file for '{tag}' ({path}) has sha256 {_VERIFIED[key]}, not the {expected} that "
+            'weights/manifest.json records for it: a corrupt or altered download, or another file under its name.',
+            'Delete it and download it again, or pass your own file under another name.')
 
 
 def read_run_checkpoint(path, required: Sequence[str] = ('model',), what: str = 'a training checkpoint') -> Dict[str, Any]:

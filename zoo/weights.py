@@ -25,12 +25,12 @@ MANIFEST = WEIGHTS_DIR / 'manifest.json'
 CARD_TEMPLATE = WEIGHTS_DIR / 'card_template.md'
 CONVERTED_FILES = ('model.safetensors', 'config.json', 'README.md')
 
-__all__ = ['load_manifest', 'pretrained_tags', 'convert', 'load_trusted_pickle', 'push', 'render_card']
+__all__ = ['load_manifest', 'pretrained_tags', 'convert', 'record_sha256', 'load_trusted_pickle', 'push', 'render_card']
 
 
-def load_manifest(path: Path = MANIFEST) -> Dict[str, Dict]:
-    """Tag -> entry (hub_repo, file, sha256, source_url, license, metric, ...)."""
-    return json.loads(Path(path).read_text())['tags']
+def load_manifest(path: Optional[Path] = None) -> Dict[str, Dict]:
+    """Tag -> entry (hub_repo, file, sha256, converted_sha256, source_url, license, metric, ...)."""
+    return json.loads(Path(path or MANIFEST).read_text())['tags']
 
 
 def pretrained_tags(models: List[str]) -> List[str]:
@@ -128,14 +128,24 @@ def _load_into(tag: str, state_dict: Dict[str, torch.Tensor]):
     return model
 
 
-def convert(tag: str, checkpoint: Path, out: Path, trust_pickle: bool = False, code_path: Sequence = ()) -> str:
+def convert(tag: str, checkpoint: Path, out: Path, trust_pickle: bool = False, code_path: Sequence = (),
+            manifest: Optional[Path] = None) -> str:
     """Write timm's Hub layout for `tag` from `checkpoint`; return the sha256 of model.safetensors.
 
-    A checkpoint that needs code to load is refused unless `trust_pickle` (see `load_trusted_pickle`).
+    A checkpoint that needs code to load is refused unless `trust_pickle` (see `load_trusted_pickle`). With
+    `manifest`, converting the official file (the entry's `file` name) records its sha256 and the converted
+    file's there; an official file whose sha256 differs from the one recorded is refused before any output.
     """
     checkpoint, out = Path(checkpoint), Path(out)
     if not checkpoint.is_file():
-        raise WeightsError(f'Checkpoint not found: {checkpoint}. Give the path of the official file with --checkpoint.')
+        raise WeightsError(f'Checkpoint not found: {checkpoint}.', 'Give the path of the official file with --checkpoint.')
+    from zoo.hub import expected_sha256
+    source_digest = sha256sum(checkpoint)
+    expected = expected_sha256(tag, 'file', checkpoint) if manifest else None
+    if expected and expected != source_digest:
+        raise WeightsError(
+            f"{checkpoint} has sha256 {source_digest}, not the {expected} that {manifest} records for '{tag}'s "
+            'official file.', 'Use the published file, or convert your own under another file name.')
     if trust_pickle:
         model = _load_into(tag, load_trusted_pickle(checkpoint, code_path))
     else:
@@ -151,7 +161,20 @@ def convert(tag: str, checkpoint: Path, out: Path, trust_pickle: bool = False, c
     digest = sha256sum(out / 'model.safetensors')
     entry = load_manifest().get(tag) if MANIFEST.is_file() else None
     (out / 'README.md').write_text(render_card(tag, model, digest, entry))
+    if manifest and entry and entry.get('file') == checkpoint.name:
+        record_sha256(tag, source_digest, digest, manifest)
     return digest
+
+
+def record_sha256(tag: str, source_sha256: str, converted_sha256: str, manifest: Optional[Path] = None) -> None:
+    """Write the official file's and the converted file's sha256 into `tag`'s manifest entry (atomically)."""
+    import os
+    manifest = Path(manifest or MANIFEST)
+    data = json.loads(manifest.read_text())
+    data['tags'][tag].update(sha256=source_sha256, converted_sha256=converted_sha256)
+    tmp = manifest.with_name(manifest.name + '.tmp')
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + '\n')
+    os.replace(tmp, manifest)
 
 
 def push(folder: Path, repo: str, dry_run: bool = False, private: bool = False,

@@ -48,3 +48,54 @@ def test_convert_then_load_local_dir_and_push_dry_run(tmp_path):
     assert push(out, 'org/name', dry_run=True) == ['README.md', 'config.json', 'model.safetensors']
     with pytest.raises(WeightsError, match='not a converted weights folder'):
         push(tmp_path, 'org/name', dry_run=True)
+
+
+@pytest.fixture
+def manifest_copy(tmp_path, monkeypatch):
+    """A writable copy of the manifest, put where the loaders and convert look."""
+    import zoo.weights
+    copy = tmp_path / 'manifest.json'
+    copy.write_text(zoo.weights.MANIFEST.read_text())
+    monkeypatch.setattr(zoo.weights, 'MANIFEST', copy)
+    return copy
+
+
+def test_every_tag_names_the_hub_repo_its_converted_file_is_meant_for():
+    for tag, entry in load_manifest().items():
+        assert entry['hub_repo'] == f'vision-zoo/{tag}' and 'converted_sha256' in entry
+
+
+def test_convert_records_sha256_and_loaders_verify_it(tmp_path, manifest_copy, capsys):
+    from zoo.cli import main
+    from zoo.hub import sha256sum, url_cache_path
+
+    tag = 'inception_resnet_v1_facenet.vggface2'
+    entry = load_manifest(manifest_copy)[tag]
+    official = tmp_path / entry['file']  # the official file name: its digest is recorded
+    src = timm.create_model(tag).eval()
+    torch.save(to_facenet_names(src.state_dict()), official)
+    assert main(['weights', 'convert', tag, '--checkpoint', str(official), '--out', str(tmp_path / 'out')]) == 0
+    assert 'recorded in' in capsys.readouterr().out
+    recorded = load_manifest(manifest_copy)[tag]
+    assert recorded['sha256'] == sha256sum(official)
+    assert recorded['converted_sha256'] == sha256sum(tmp_path / 'out' / 'model.safetensors')
+
+    # the torch hub cache holds the official file: it loads; altered, it is refused before it is read
+    cached = url_cache_path(timm.models.get_pretrained_cfg(tag).url)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(official.read_bytes())
+    timm.create_model(tag, pretrained=True)
+    cached.write_bytes(official.read_bytes() + b'\0')
+    with pytest.raises(WeightsError, match=r'sha256 .* not the .*manifest\.json records'):
+        timm.create_model(tag, pretrained=True)
+
+    # another file under the official name is refused by convert, before anything is written
+    torch.save(to_facenet_names(timm.create_model(tag).state_dict()), official)
+    with pytest.raises(WeightsError, match='not the .* records'):
+        convert(tag, official, tmp_path / 'other', manifest=manifest_copy)
+    assert not (tmp_path / 'other').exists()
+    # a file of another name is the user's own: converted, nothing recorded
+    mine = tmp_path / 'mine.pt'
+    mine.write_bytes(official.read_bytes())
+    convert(tag, mine, tmp_path / 'mine', manifest=manifest_copy)
+    assert load_manifest(manifest_copy)[tag] == recorded
