@@ -4,7 +4,7 @@ A recipe is a YAML mapping of `TrainConfig` fields. `_base_: other.yaml` (relati
 loaded first and the file's keys are merged over it, nested mappings key by key. Overrides are
 `key=value` strings whose value is read as YAML; dotted keys reach into mappings
 (`model_kwargs.backbone_kwargs.window_size=7`). Names without a folder or suffix are looked up among
-the packaged recipes in `detection/configs/` and, for text detectors, `detection/configs/text/`
+the packaged recipes in `detection/configs/` and, for text detectors, `detection/text/configs/`
 (`zoo detection configs` and `zoo text configs` list them).
 """
 import copy
@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from zoo.errors import InputError
 
 CONFIG_DIR = Path(__file__).parent / 'configs'
-TEXT_CONFIG_DIR = CONFIG_DIR / 'text'
+TEXT_CONFIG_DIR = Path(__file__).parent / 'text' / 'configs'
 
 __all__ = ['CONFIG_DIR', 'TEXT_CONFIG_DIR', 'list_configs', 'find_config', 'load_config', 'apply_overrides']
 

@@ -1,6 +1,7 @@
-"""torchvision detectors on zoo / timm backbones: `build_detector(kind, backbone=..., num_classes=...)`.
+"""torchvision detectors on zoo / timm backbones: `build_torchvision_detector(kind, backbone=..., num_classes=...)`,
+registered as `detection.registry.build_detector(kind, ...)`.
 
-Kinds: `mask_rcnn`, `faster_rcnn`, `retinanet`, `fcos`, `ssdlite`. Each is torchvision's class composed
+Kinds (`COCO_KINDS`): `mask_rcnn`, `faster_rcnn`, `retinanet`, `fcos`, `ssdlite`. Each is torchvision's class composed
 with a `TimmFPNBackbone` (SSDLite: `TimmSSDLiteBackbone`, C4/C5 plus four extra levels, fixed square
 `input_size`, 320 by default); nothing of torchvision is re-implemented except RoIAlign's `aligned` switch
 (torchvision's `MultiScaleRoIAlign` has none).
@@ -35,12 +36,12 @@ from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setu
 from zoo.errors import InputError
 
 from detection.backbone import TimmFPNBackbone, TimmSSDLiteBackbone
+from detection.registry import register_detector
 
-__all__ = ['KINDS', 'TEXT_KINDS', 'PRESETS', 'AlignedMultiScaleRoIAlign', 'build_detector']
+__all__ = ['COCO_KINDS', 'PRESETS', 'AlignedMultiScaleRoIAlign', 'build_torchvision_detector']
 
-# text detectors (one class, polygons; `detection.mayor`) are Mask R-CNNs with other RPN and mask branches
-TEXT_KINDS = ('mayor', 'text_mask_rcnn')
-KINDS = ('mask_rcnn', 'faster_rcnn', 'retinanet', 'fcos', 'ssdlite') + TEXT_KINDS
+# the detectors of this module (the text detectors register in `detection.text.mayor`)
+COCO_KINDS = ('mask_rcnn', 'faster_rcnn', 'retinanet', 'fcos', 'ssdlite')
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     'torchvision': dict(roi_sampling_ratio=2, roi_aligned=False, rpn_post_nms_top_n_train=2000,
@@ -86,7 +87,8 @@ def _norm_cfg(backbone: TimmFPNBackbone) -> Tuple[List[float], List[float]]:
     return mean, std
 
 
-def build_detector(
+@register_detector(*COCO_KINDS, kind='coco')
+def build_torchvision_detector(
         kind: str,
         backbone: str = 'emov2_1m',
         num_classes: int = 80,
@@ -111,9 +113,7 @@ def build_detector(
 
     Args:
         kind: 'mask_rcnn', 'faster_rcnn', 'retinanet', 'fcos' or 'ssdlite' (takes `input_size=320`;
-            min_size / max_size, anchors, RoI and FPN settings do not apply to it); the text detectors
-            'mayor' and 'text_mask_rcnn' (`detection.mayor.build_text_detector`, whose switches such as
-            `assignment=` or `mask_decoder=` pass through `**overrides`).
+            min_size / max_size, anchors, RoI and FPN settings do not apply to it).
         backbone: any model name with `features_only` (see `TimmFPNBackbone`).
         num_classes: object classes, without background.
         preset: 'mmdet' or 'torchvision' defaults for the settings where they differ (table above);
@@ -128,20 +128,10 @@ def build_detector(
         **overrides: passed to the torchvision class (e.g. box_detections_per_img, score_thresh,
             rpn_post_nms_top_n_train, detections_per_img, image_mean).
     """
-    if kind not in KINDS:
-        raise InputError(f"unknown detector '{kind}'; choose from {', '.join(KINDS)}")
+    if kind not in COCO_KINDS:
+        raise InputError(f"unknown detector '{kind}'; choose from {', '.join(COCO_KINDS)}")
     if preset not in PRESETS:
         raise InputError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
-    if kind in TEXT_KINDS:
-        from detection.mayor import build_text_detector
-        if num_classes != 1:
-            raise InputError(f"'{kind}' detects one class (text), got num_classes={num_classes}")
-        given = dict(anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, roi_sampling_ratio=roi_sampling_ratio,
-                     roi_aligned=roi_aligned, p6_from=p6_from, relu_before_p7=relu_before_p7)
-        return build_text_detector(
-            kind, backbone, preset=preset, pretrained_backbone=pretrained_backbone, frozen_stages=frozen_stages,
-            norm_eval=norm_eval, out_channels=out_channels, backbone_kwargs=backbone_kwargs, min_size=min_size,
-            max_size=max_size, **{k: v for k, v in given.items() if v is not None}, **overrides)
     aspect_ratios = (0.5, 1.0, 2.0) if aspect_ratios is None else aspect_ratios
     p = dict(PRESETS[preset])
     for key, value in (('roi_sampling_ratio', roi_sampling_ratio), ('roi_aligned', roi_aligned),

@@ -45,7 +45,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .data import DatasetError
+from detection.data import DatasetError
 
 __all__ = ['TextInstance', 'TextRecord', 'TEXT_CATEGORY', 'READERS', 'read_icdar2015', 'read_totaltext',
            'read_ctw1500', 'read_msra_td500', 'read_dast1500', 'records_to_coco', 'coco_to_text_gts',

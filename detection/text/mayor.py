@@ -41,19 +41,20 @@ The baseline (`variant='text_mask_rcnn'`) is plain Mask R-CNN as mmocr configure
 scale 4 (16..256 over P2-P6) with ratios 0.17, 0.44, 1.13, 2.90, 7.46, IoU matcher, deconv decoder,
 proposal-frame targets, BCE only, every contour kept.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import box_iou, roi_align
 
-from detection.models import build_detector
+from zoo.errors import InputError
+
+from detection.registry import build_detector, register_detector
 
 __all__ = ['VARIANTS', 'AdaptiveAnchorAssigner', 'AdaptiveAssignmentRPN', 'MLPMaskDecoder', 'TextRoIHeads',
            'mask_targets', 'text_mask_loss', 'build_text_detector', 'detections_to_polygons',
@@ -251,6 +252,7 @@ class TextRoIHeads(RoIHeads):
 
 
 # ---- the detector ---------------------------------------------------------------------------------
+@register_detector(*VARIANTS, kind='text')
 def build_text_detector(
         variant: str = 'mayor',
         backbone: str = 'resnet50',
@@ -265,7 +267,8 @@ def build_text_detector(
 ) -> nn.Module:
     """MAYOR (`variant='mayor'`) or the plain Mask R-CNN text baseline (`'text_mask_rcnn'`) on any zoo /
     timm backbone, one text class. The switches (module docstring) default to the variant's values;
-    `**kwargs` go to `build_detector` (backbone, FPN, RoIAlign and torchvision settings)."""
+    `**kwargs` go to `build_detector('mask_rcnn', ...)` (backbone, FPN, RoIAlign and torchvision settings);
+    `num_classes`, if given, must be 1."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown text detector '{variant}'; choose from {', '.join(VARIANTS)}")
     s = dict(VARIANTS[variant])
@@ -287,7 +290,9 @@ def build_text_detector(
     else:  # mmocr's Mask R-CNN text anchors: scale 4 x stride, five ratios
         kwargs.setdefault('anchor_sizes', [(4 * 4 * 2 ** i,) for i in range(5)])
         kwargs.setdefault('aspect_ratios', MMOCR_ANCHOR_RATIOS)
-    kwargs.pop('num_classes', None)
+    num_classes = kwargs.pop('num_classes', 1)
+    if num_classes != 1:
+        raise InputError(f"'{variant}' detects one class (text), got num_classes={num_classes}")
     model = build_detector('mask_rcnn', backbone, num_classes=1, **kwargs)
 
     rpn = model.rpn

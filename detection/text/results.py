@@ -2,18 +2,18 @@
 `zoo text train | eval | predict | configs` verbs.
 
 A text dataset is a COCO file with one `text` category whose segmentations are polygons and whose
-don't-care regions are `iscrowd=1` (`detection.text_data` writes ICDAR2015, Total-Text, CTW1500,
+don't-care regions are `iscrowd=1` (`detection.text.data` writes ICDAR2015, Total-Text, CTW1500,
 MSRA-TD500 and DAST1500 that way; `data=synthetic_text` writes the embedded dense-text benchmark), so
-`detection.engine` trains the text detectors (`detection.mayor`) as any other detector. Evaluation
+`detection.engine` trains the text detectors (`detection.text.mayor`) as any other detector. Evaluation
 traces each detection's mask to a polygon (`detections_to_polygons`, with the model's `polygon_keep`;
-quadrilaterals for the protocols in `QUAD_PROTOCOLS`) and scores the polygons with `detection.text_eval`
+quadrilaterals for the protocols in `QUAD_PROTOCOLS`) and scores the polygons with `detection.text.metrics`
 under the run's `text_protocol`.
 """
 from typing import Any, Dict, List, Mapping
 
 import numpy as np
 
-from detection.mayor import detections_to_polygons
+from detection.text.mayor import detections_to_polygons
 
 __all__ = ['QUAD_PROTOCOLS', 'text_predictions', 'text_metrics']
 
@@ -35,8 +35,8 @@ def text_predictions(model, output: Mapping[str, Any], image_info: Mapping[str, 
 def text_metrics(dataset, per_image: Mapping[int, List[Dict[str, Any]]], protocol: str = 'icdar2015') -> Dict[str, Any]:
     """Precision / recall / H-mean of `per_image` predictions (as `text_predictions` gives them) against
     the polygons of `dataset` (a `CocoDetection` of a text COCO file), on the images predicted."""
-    from detection.text_data import coco_to_text_gts
-    from detection.text_eval import evaluate_text
+    from detection.text.data import coco_to_text_gts
+    from detection.text.metrics import evaluate_text
 
     gts = [g for g in coco_to_text_gts(dataset.coco.dataset) if g['image_id'] in per_image]
     preds = []

@@ -5,7 +5,7 @@
     root/train/000000.png ...            root/test/000000.png ...
     root/annotations/text_train.json     root/annotations/text_test.json
 
-through `detection.text_data.records_to_coco` (one category `text`; don't-care text has `iscrowd=1` and
+through `detection.text.data.records_to_coco` (one category `text`; don't-care text has `iscrowd=1` and
 `ignore=true`), so `CocoDetection(root / 'train', root / 'annotations/text_train.json')` loads it and
 `coco_to_text_gts` gives the text-metric ground truth. It is meant for tests, smoke runs and the dense
 case MAYOR targets, not as a stand-in for real data.
@@ -49,8 +49,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .synthetic import write_jittered_images
-from .text_data import TextInstance, TextRecord, records_to_coco
+from detection.synthetic import write_jittered_images
+from detection.text.data import TextInstance, TextRecord, records_to_coco
 
 __all__ = ['make_synthetic_text', 'synthetic_text_image', 'draw_text_polygons', 'render_text_strip']
 
