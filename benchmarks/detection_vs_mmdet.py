@@ -34,7 +34,7 @@ def _targets(n: int = 8, seed: int = 0):
 
 
 def ours(iters: int):
-    from detection.models import build_detector
+    from detection.registry import build_detector
 
     torch.manual_seed(0)
     model = build_detector('mask_rcnn', 'emov2_1m', num_classes=80, preset='mmdet', min_size=H, max_size=W,
@@ -133,7 +133,7 @@ def main():
 
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-    from detection.models import build_detector
+    from detection.registry import build_detector
     torch.manual_seed(0)
     tv = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91, min_size=H, max_size=W)
     zo = build_detector('mask_rcnn', 'resnet50', num_classes=90, preset='torchvision', min_size=H, max_size=W,

@@ -1,5 +1,5 @@
 """MAYOR vs the plain Mask R-CNN text baseline, and MAYOR without each of its components, on the embedded
-dense-text benchmark (`detection/text_synthetic.py`): same data, backbone, schedule and iteration budget.
+dense-text benchmark (`detection/text/synthetic.py`): same data, backbone, schedule and iteration budget.
 
     python benchmarks/mayor_ablation.py --out runs/mayor_ablation --iters 900            # CPU, ~15 min a run
     python benchmarks/mayor_ablation.py --device cuda --iters 6000 --image-size 384 --batch-size 8
@@ -42,7 +42,7 @@ def main():
     torch.set_num_threads(args.threads)
 
     from detection.engine import train
-    from detection.text_synthetic import make_synthetic_text
+    from detection.text.synthetic import make_synthetic_text
 
     out = Path(args.out)
     data = out / 'data'

@@ -5,7 +5,7 @@ detection ...` runs the detection verbs, e.g. under `torchrun --nproc_per_node=N
 
 The text verbs differ only where text does: `--model` is a text detector (`mayor`, `text_mask_rcnn`),
 `--data` takes `synthetic_text`, eval reports the text protocol's precision / recall / H-mean, predict
-draws polygons, and `configs` lists `detection/configs/text/`.
+draws polygons, and `configs` lists `detection/text/configs/`.
 """
 import argparse
 import json
@@ -50,7 +50,10 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     import torch
     from detection.data import CocoDetection, build_transforms
-    from detection.engine import TrainConfig, _resolve_device, evaluate, load_detector, resolve_data
+    from detection.checkpoint import load_detector
+    from detection.distributed import resolve_device
+    from detection.engine import TrainConfig, resolve_data
+    from detection.evaluation import evaluate
 
     model, saved = load_detector(args.checkpoint, use_ema=not args.no_ema)
     cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k != 'steps'})
@@ -62,7 +65,7 @@ def _cmd_eval(args) -> int:
     if args.out:
         cfg.out = args.out
     paths = resolve_data(cfg)
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     dataset = CocoDetection(paths['val_images'], paths['val_annotations'], transforms=build_transforms(False, resize=False))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,10 +94,12 @@ def _cmd_predict(args) -> int:
     from torchvision.transforms.v2 import functional as F
     from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-    from detection.engine import _resolve_device, load_detector, predict_images, to_coco_results
+    from detection.checkpoint import load_detector
+    from detection.distributed import resolve_device
+    from detection.evaluation import predict_images, to_coco_results
 
     model, saved = load_detector(args.checkpoint, use_ema=not args.no_ema)
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     model.to(device)
     if getattr(model, 'detector_kind', '') == 'text':
         return _predict_text(model, saved, device, args)
@@ -131,9 +136,9 @@ def _predict_text(model, saved, device, args) -> int:
     from PIL import Image
     from torchvision.transforms.v2 import functional as F
 
-    from detection.engine import predict_images
-    from detection.text import text_predictions
-    from detection.text_synthetic import draw_text_polygons
+    from detection.evaluation import predict_images
+    from detection.text.results import text_predictions
+    from detection.text.synthetic import draw_text_polygons
 
     protocol = args.protocol or saved.get('text_protocol', 'icdar2015')
     out = Path(args.out)
@@ -154,7 +159,7 @@ def _predict_text(model, saved, device, args) -> int:
 
 
 def _cmd_convert(args) -> int:
-    from detection.text_data import convert_text_dataset
+    from detection.text.data import convert_text_dataset
 
     out = Path(args.out) if args.out else Path(args.root) / 'annotations' / f'text_{args.split}.json'
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,12 +180,12 @@ def _cmd_configs(args) -> int:
 
 def add_verbs(sub, text: bool = False) -> None:
     """The detection verbs (or, `text=True`, the text-detection verbs) on an argparse subparsers object."""
-    from detection.models import KINDS, TEXT_KINDS
-    from detection.text_eval import TEXT_PROTOCOLS
+    from detection.registry import list_detectors
+    from detection.text.metrics import TEXT_PROTOCOLS
 
     t = sub.add_parser('train', help='train a detector (also under torchrun: python -m detection train)')
     t.add_argument('--config', help='a YAML recipe or a packaged name (see `configs`)')
-    t.add_argument('--model', choices=TEXT_KINDS if text else [k for k in KINDS if k not in TEXT_KINDS])
+    t.add_argument('--model', choices=list_detectors('text' if text else 'coco'))
     t.add_argument('--backbone', help='any zoo / timm model with features_only, e.g. emov2_1m')
     t.add_argument('--data', help="a COCO root folder or 'synthetic_text' (the embedded dense-text benchmark)"
                    if text else "a COCO root folder or 'synthetic'")

@@ -1,4 +1,6 @@
-"""Training and COCO evaluation for the detectors, single process or under `torchrun` (DDP).
+"""The training loop of the detectors, single process or under `torchrun` (DDP); its parts live beside it:
+`detection.distributed` (process group, device, loaders), `detection.schedule` (optimizer, lr schedule),
+`detection.checkpoint` (`last.pth`, `load_detector`) and `detection.evaluation` (COCOeval, text metrics).
 
 `train(cfg)` takes a `TrainConfig` (or a dict of its fields, e.g. a YAML recipe) and
 
@@ -18,33 +20,29 @@
 Under `torchrun --nproc_per_node=N` the same call runs DDP (gloo on CPU, nccl on CUDA) with a
 `DistributedSampler`; only rank 0 writes checkpoints, logs and plots.
 """
-import contextlib
 import dataclasses
-import io
 import json
-import math
 import os
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
-from torch.utils.data.distributed import DistributedSampler
 
-from detection.data import CocoDetection, GroupedBatchSampler, aspect_ratio_groups, build_transforms, collate
-from detection.models import build_detector
-from detection.text import text_metrics, text_predictions
+from detection.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from detection.data import CocoDetection, build_transforms
+from detection.distributed import barrier, build_loader, get_rank, get_world_size, init_distributed, is_distributed, resolve_device
+from detection.evaluation import evaluate
+from detection.registry import build_detector
+from detection.schedule import build_optimizer, build_scheduler
 from zoo.errors import InputError
 
-__all__ = ['TrainConfig', 'train', 'evaluate', 'predict_images', 'to_coco_results', 'coco_evaluate',
-           'build_optimizer', 'build_scheduler', 'save_checkpoint', 'load_checkpoint', 'plot_metrics',
-           'resolve_data', 'load_detector']
+__all__ = ['TrainConfig', 'train', 'resolve_data', 'plot_metrics', 'HEADLINE']
 
 
 @dataclass
@@ -61,7 +59,7 @@ class TrainConfig:
     val_images: Optional[str] = None
     val_annotations: Optional[str] = None
     synthetic: Dict[str, Any] = field(default_factory=dict)  # make_synthetic_coco / make_synthetic_text arguments
-    text_protocol: str = 'icdar2015'  # text detectors: the metric (detection.text_eval.TEXT_PROTOCOLS)
+    text_protocol: str = 'icdar2015'  # text detectors: the metric (detection.text.metrics.TEXT_PROTOCOLS)
     min_size: int = 800
     max_size: int = 1333
     flip_prob: float = 0.5
@@ -109,48 +107,10 @@ class TrainConfig:
         return cls(**values)
 
 
-# ---- distributed helpers ------------------------------------------------------------------------
-def _dist_on() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def _rank() -> int:
-    return dist.get_rank() if _dist_on() else 0
-
-
-def _world() -> int:
-    return dist.get_world_size() if _dist_on() else 1
-
-
-def _init_distributed(device: torch.device) -> bool:
-    """Join the process group torchrun set up (env RANK / WORLD_SIZE); False when not under torchrun."""
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1 or _dist_on():
-        return False
-    backend = 'nccl' if device.type == 'cuda' else 'gloo'
-    dist.init_process_group(backend)
-    return True
-
-
-def _barrier() -> None:
-    if _dist_on():
-        dist.barrier()
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == 'auto':
-        if torch.cuda.is_available():
-            return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
-        return torch.device('cpu')
-    device = torch.device(name)
-    if device.type == 'cuda' and device.index is None:
-        device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
-    return device
-
-
 # ---- data ---------------------------------------------------------------------------------------
 # built-in datasets: `data=<name>` writes them under `out/<name>` (again only when their parameters change)
 SYNTHETIC = {'synthetic': 'detection.synthetic:make_synthetic_coco',
-             'synthetic_text': 'detection.text_synthetic:make_synthetic_text'}
+             'synthetic_text': 'detection.text.synthetic:make_synthetic_text'}
 
 
 def resolve_data(cfg: TrainConfig) -> Dict[str, Path]:
@@ -162,12 +122,12 @@ def resolve_data(cfg: TrainConfig) -> Dict[str, Path]:
         root = Path(cfg.out) / cfg.data
         stamp = root / 'params.json'
         params = json.dumps(cfg.synthetic, sort_keys=True)
-        if _rank() == 0:
+        if get_rank() == 0:
             written = json.loads(stamp.read_text()) if stamp.is_file() else {}
             if written.get('params') != params or not all(Path(p).exists() for p in written.get('paths', {}).values()):
                 paths = getattr(importlib.import_module(module), fn)(root, **cfg.synthetic)
                 stamp.write_text(json.dumps(dict(params=params, paths={k: str(v) for k, v in paths.items()})))
-        _barrier()
+        barrier()
         paths = {k: Path(v) for k, v in json.loads(stamp.read_text())['paths'].items()}
         held_out = 'val' if 'val_images' in paths else 'test'  # the text benchmark names its split 'test'
         found = dict(train_images=paths['train_images'], train_annotations=paths['train_annotations'],
@@ -191,220 +151,6 @@ def resolve_data(cfg: TrainConfig) -> Dict[str, Path]:
             'with train2017/ val2017/ (COCO) or annotations/instances_{train,val}.json with train/ val/, '
             'or give the paths explicitly')
     return found
-
-
-def _loader(dataset, batch_size: int, train: bool, workers: int, seed: int, epoch_seed: bool = True):
-    if _dist_on():
-        sampler = DistributedSampler(dataset, shuffle=train, seed=seed)
-    elif train:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-    else:
-        sampler = SequentialSampler(dataset)
-    if train:
-        batches = GroupedBatchSampler(sampler, aspect_ratio_groups(dataset.aspect_ratios()), batch_size)
-        return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                          persistent_workers=False)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate)
-
-
-# ---- optimisation -------------------------------------------------------------------------------
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params: Any = [p for p in model.parameters() if p.requires_grad]
-    if cfg.no_decay_norm:
-        norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)}
-        params = [dict(params=[p for p in params if id(p) not in norm_ids]),
-                  dict(params=[p for p in params if id(p) in norm_ids], weight_decay=0.0)]
-    if cfg.optimizer == 'adamw':
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == 'sgd':
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise InputError(f"optimizer must be 'adamw' or 'sgd', got '{cfg.optimizer}'")
-
-
-def lr_factor(it: int, iters_per_epoch: int, cfg: TrainConfig) -> float:
-    """The learning-rate multiplier at iteration `it` (warm-up times schedule)."""
-    warm = 1.0
-    if cfg.warmup_iters > 0 and it < cfg.warmup_iters:
-        warm = cfg.warmup_ratio + (1 - cfg.warmup_ratio) * it / cfg.warmup_iters
-    epoch = it / max(iters_per_epoch, 1)
-    if cfg.schedule == 'constant':
-        main = 1.0
-    elif cfg.schedule == 'step':
-        main = cfg.gamma ** sum(epoch >= s for s in cfg.steps)
-    elif cfg.schedule == 'cosine':
-        begin = min(cfg.cosine_begin_epoch, cfg.epochs)
-        if cfg.cosine_by_epoch:
-            epoch = math.floor(epoch)
-        if epoch < begin or cfg.epochs <= begin:
-            main = 1.0
-        else:
-            t = min((epoch - begin) / (cfg.epochs - begin), 1.0)
-            main = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-    else:
-        raise InputError(f"schedule must be 'cosine', 'step' or 'constant', got '{cfg.schedule}'")
-    return warm * main
-
-
-def build_scheduler(optimizer, iters_per_epoch: int, cfg: TrainConfig):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, iters_per_epoch, cfg))
-
-
-# ---- checkpoints --------------------------------------------------------------------------------
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def save_checkpoint(path: Union[str, Path], **state) -> None:
-    """torch.save to a temporary file, then an atomic rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    """A detection run's checkpoint; a missing, corrupt or foreign file is an error naming it."""
-    from zoo.hub import read_run_checkpoint
-    return read_run_checkpoint(path, required=('model', 'config', 'num_classes'),
-                               what='a detection checkpoint (`zoo detection train` writes OUT/last.pth)')
-
-
-def _ckpt_config(cfg: TrainConfig) -> Dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-
-
-def load_detector(checkpoint: Union[str, Path], use_ema: bool = True) -> Tuple[nn.Module, Dict[str, Any]]:
-    """The detector a training run saved (its EMA weights when present), and the run's config."""
-    ckpt = load_checkpoint(checkpoint)
-    cfg = ckpt['config']
-    model = build_detector(cfg['model'], cfg['backbone'], num_classes=ckpt['num_classes'],
-                           min_size=cfg['min_size'], max_size=cfg['max_size'], **cfg.get('model_kwargs', {}))
-    state = ckpt['ema'] if use_ema and ckpt.get('ema') else ckpt['model']
-    model.load_state_dict(state)
-    model.label_to_cat_id = {int(k): v for k, v in ckpt.get('label_to_cat_id', {}).items()}
-    model.class_names = ckpt.get('class_names')
-    return model, cfg
-
-
-# ---- evaluation ---------------------------------------------------------------------------------
-def to_coco_results(outputs: Sequence[Dict[str, torch.Tensor]], image_ids: Sequence[int],
-                    label_to_cat_id: Dict[int, int]) -> List[Dict[str, Any]]:
-    """Detector outputs (in original image coordinates) as COCO result entries; masks as RLE."""
-    from pycocotools import mask as mask_utils
-
-    results = []
-    for out, image_id in zip(outputs, image_ids):
-        boxes = out['boxes'].detach().float().cpu()
-        scores = out['scores'].detach().float().cpu().tolist()
-        labels = out['labels'].detach().cpu().tolist()
-        masks = out.get('masks')
-        rles = None
-        if masks is not None and len(masks):
-            binary = (masks[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
-            rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
-        for k, (box, score, label) in enumerate(zip(boxes.tolist(), scores, labels)):
-            if label not in label_to_cat_id:  # background logit of RetinaNet / FCOS
-                continue
-            x0, y0, x1, y1 = box
-            entry = dict(image_id=int(image_id), category_id=int(label_to_cat_id[label]),
-                         bbox=[round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)], score=round(score, 5))
-            if rles is not None:
-                entry['segmentation'] = dict(size=list(rles[k]['size']), counts=rles[k]['counts'].decode('ascii'))
-            results.append(entry)
-    return results
-
-
-_STAT_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
-
-
-def coco_evaluate(coco_gt, results: List[Dict[str, Any]], iou_types: Sequence[str] = ('bbox',),
-                  image_ids: Optional[Sequence[int]] = None, verbose: bool = False) -> Dict[str, float]:
-    """COCOeval on `results`; {'bbox_mAP': ..., 'bbox_mAP_50': ..., 'segm_mAP': ...} in [0, 1]
-    (-1 where COCOeval has nothing to count). No detections give mAP 0."""
-    from pycocotools.cocoeval import COCOeval
-
-    metrics: Dict[str, float] = {}
-    for iou_type in iou_types:
-        dets = [dict(r) for r in results if iou_type == 'bbox' or 'segmentation' in r]  # loadRes edits them
-        if not dets:
-            metrics.update({f'{iou_type}_{n}': 0.0 for n in _STAT_NAMES})
-            continue
-        sink = io.StringIO()
-        with contextlib.redirect_stdout(sink):
-            coco_dt = coco_gt.loadRes(dets)
-            ev = COCOeval(coco_gt, coco_dt, iou_type)
-            if image_ids is not None:
-                ev.params.imgIds = list(image_ids)
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        if verbose:
-            print(sink.getvalue())
-        metrics.update({f'{iou_type}_{n}': float(v) for n, v in zip(_STAT_NAMES, ev.stats[:6])})
-    return metrics
-
-
-@torch.no_grad()
-def predict_images(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device, amp: bool = False):
-    model.eval()
-    images = [img.to(device, non_blocking=True) for img in images]
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == 'cuda'):
-        outputs = model(images)
-    return [{k: v.float() if v.is_floating_point() else v for k, v in o.items()} for o in outputs]
-
-
-def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, batch_size: int = 2,
-             workers: int = 0, amp: bool = False, results_file: Optional[Union[str, Path]] = None,
-             progress: bool = False, max_images: Optional[int] = None,
-             text_protocol: str = 'icdar2015') -> Dict[str, float]:
-    """COCO mAP of `model` on `dataset` (whose transforms must not resize: the detector resizes and
-    maps its outputs back to the original image); for text detectors, the polygon precision / recall /
-    H-mean of `text_protocol` (`detection.text.text_metrics`), with polygons as the results file.
-    Under DDP, each rank predicts its shard and rank 0 evaluates the union; every rank returns the
-    metrics."""
-    from tqdm import tqdm
-
-    kind = getattr(_unwrap(model), 'detector_kind', '')
-    text = kind == 'text'
-    loader = _loader(dataset, batch_size, train=False, workers=workers, seed=0)
-    per_image: Dict[int, Any] = {}
-    seen = 0
-    for images, targets in tqdm(loader, desc='eval', disable=not progress or _rank() != 0, leave=False):
-        ids = [t['image_id'] for t in targets]
-        outputs = predict_images(model, images, device, amp)
-        for image_id, out in zip(ids, outputs):
-            if text:
-                per_image[int(image_id)] = text_predictions(_unwrap(model), out, dataset.coco.imgs[int(image_id)],
-                                                            text_protocol)
-            else:
-                per_image[int(image_id)] = to_coco_results([out], [image_id], dataset.label_to_cat_id)
-        seen += len(ids)
-        if max_images is not None and seen >= max_images:
-            break
-    if _dist_on():
-        gathered: List[Optional[Dict]] = [None] * _world()
-        dist.all_gather_object(gathered, per_image)
-        for part in gathered:
-            per_image.update(part)  # DistributedSampler pads with repeats: same image, same entries
-    metrics: List[Optional[Dict[str, float]]] = [None]
-    if _rank() == 0 and text:
-        metrics[0] = text_metrics(dataset, per_image, text_protocol)
-        results = [dict(image_id=i, **r) for i in sorted(per_image) for r in per_image[i]]
-    elif _rank() == 0:
-        results = [r for image_id in sorted(per_image) for r in per_image[image_id]]
-        iou_types = ('bbox', 'segm') if kind == 'mask_rcnn' else ('bbox',)
-        metrics[0] = coco_evaluate(dataset.coco, results, iou_types, image_ids=sorted(per_image))
-    if _rank() == 0 and results_file is not None:
-        tmp = Path(str(results_file) + '.tmp')
-        tmp.write_text(json.dumps(results))
-        os.replace(tmp, results_file)
-    if _dist_on():
-        dist.broadcast_object_list(metrics, src=0)
-    return metrics[0]
 
 
 # the validation figures printed and plotted per epoch
@@ -462,8 +208,8 @@ def train(cfg: Union[TrainConfig, Dict[str, Any]]) -> Dict[str, Any]:
 
     if isinstance(cfg, dict):
         cfg = TrainConfig.from_dict(cfg)
-    device = _resolve_device(cfg.device)
-    started_dist = _init_distributed(device)
+    device = resolve_device(cfg.device)
+    started_dist = init_distributed(device)
     try:
         return _train(cfg, device, tqdm)
     finally:
@@ -472,13 +218,13 @@ def train(cfg: Union[TrainConfig, Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
-    rank, world = _rank(), _world()
+    rank, world = get_rank(), get_world_size()
     if device.type == 'cuda':
         torch.cuda.set_device(device)
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    _barrier()
+    barrier()
     _seed_everything(cfg.seed)  # the same initial weights (and EMA copy) on every rank
     paths = resolve_data(cfg)
     train_set = CocoDetection(paths['train_images'], paths['train_annotations'],
@@ -493,7 +239,7 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     _seed_everything(cfg.seed + rank)  # then different augmentation draws per rank
-    train_loader = _loader(train_set, cfg.batch_size, True, cfg.workers, cfg.seed)
+    train_loader = build_loader(train_set, cfg.batch_size, True, cfg.workers, cfg.seed)
     iters_per_epoch = len(train_loader.batch_sampler)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, iters_per_epoch, cfg)
@@ -516,12 +262,12 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
         start_epoch, it = ckpt['epoch'], ckpt['iteration']
 
     ddp_model = model
-    if _dist_on():
+    if is_distributed():
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == 'cuda' else None, find_unused_parameters=True)
     log = _JsonLog(out / 'metrics.jsonl', rank == 0)
     log.write(type='start', time=time.time(), world_size=world, num_classes=num_classes, resume_epoch=start_epoch,
-              config=_ckpt_config(cfg))
+              config=checkpoint_config(cfg))
     metrics: Dict[str, float] = {}
     losses_seen: List[float] = []
     stop = False
@@ -568,10 +314,10 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
                 scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                 ema=(ema.module.state_dict() if ema is not None else None),
                 ema_full=(ema.state_dict() if ema is not None else None),
-                epoch=epoch + 1, iteration=it, num_classes=num_classes, config=_ckpt_config(cfg),
+                epoch=epoch + 1, iteration=it, num_classes=num_classes, config=checkpoint_config(cfg),
                 label_to_cat_id={str(k): v for k, v in train_set.label_to_cat_id.items()},
                 class_names=train_set.class_names)
-        _barrier()
+        barrier()
         if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or last_epoch):
             eval_model = ema.module if ema is not None else model
             metrics = evaluate(eval_model, val_set, device, batch_size=cfg.batch_size, workers=cfg.workers,

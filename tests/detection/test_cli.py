@@ -37,7 +37,7 @@ def test_ssdlite_recipes(name):
 
 
 def test_recipe_builds_the_detector():
-    from detection.models import build_detector
+    from detection.registry import build_detector
     cfg = load_config('retinanet_emov2_2m_fpn_1x_coco', ['model_kwargs.pretrained_backbone=false'])
     model = build_detector(cfg['model'], cfg['backbone'], num_classes=80, **cfg['model_kwargs'])
     assert model.backbone.in_channels == [48, 120, 200]  # C3-C5 of EMOv2-2M

@@ -6,7 +6,10 @@ import torch
 
 pytest.importorskip('pycocotools')
 
-from detection.engine import TrainConfig, coco_evaluate, load_detector, lr_factor, train  # noqa: E402
+from detection.checkpoint import load_detector  # noqa: E402
+from detection.engine import TrainConfig, train  # noqa: E402
+from detection.evaluation import coco_evaluate  # noqa: E402
+from detection.schedule import lr_factor  # noqa: E402
 from zoo.errors import InputError  # noqa: E402
 
 

@@ -9,8 +9,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import box_iou
 
-from detection.mayor import (AdaptiveAnchorAssigner, MLPMaskDecoder, build_text_detector, detections_to_polygons,
-                             mask_targets, masks_to_polygons, text_mask_loss)
+from detection.text.mayor import (AdaptiveAnchorAssigner, MLPMaskDecoder, build_text_detector, detections_to_polygons,
+                                  mask_targets, masks_to_polygons, text_mask_loss)
 
 SIZE = 1024
 STRIDES = (4, 8, 16, 32, 64)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from detection.models import KINDS, TEXT_KINDS, AlignedMultiScaleRoIAlign, build_detector
+from detection.models import AlignedMultiScaleRoIAlign
+from detection.registry import build_detector, list_detectors
 
 
 def _batch():
@@ -25,7 +26,7 @@ LOSSES = {
 }
 
 
-@pytest.mark.parametrize('kind', [k for k in KINDS if k not in TEXT_KINDS])  # text: test_mayor.py
+@pytest.mark.parametrize('kind', list_detectors('coco'))  # text: test_mayor.py
 def test_train_and_eval_step(kind):
     torch.manual_seed(0)
     small = dict(box_batch_size_per_image=64, rpn_post_nms_top_n_train=200, rpn_post_nms_top_n_test=50) \

@@ -9,7 +9,7 @@ import torch
 from detection.cli import main as detection_main
 from detection.config import TEXT_CONFIG_DIR, list_configs, load_config
 from detection.engine import TrainConfig
-from detection.text import text_metrics, text_predictions
+from detection.text.results import text_metrics, text_predictions
 from zoo.cli import main as zoo_main
 
 TINY = ['--set', 'synthetic={num_train: 4, num_test: 2, image_size: 128, seed: 3}', '--set', 'min_size=128',
@@ -123,3 +123,15 @@ def test_convert_garbled_ground_truth_is_one_line_with_file_and_line(tmp_path, c
     err = capsys.readouterr().err
     assert 'Traceback' not in err and len(err.strip().splitlines()) == 1 and all(n in err for n in names), err
     assert out.read_text() == '{"kept": true}'  # the earlier conversion is left as it was
+
+
+@pytest.mark.parametrize('argv, usage', [(['text', 'train'], 'usage: zoo text train'),
+                                         (['detection', 'train'], 'usage: zoo detection train'),
+                                         (['text', 'eval'], 'usage: zoo text eval')])
+def test_verb_usage_names_its_command(argv, usage, capsys):
+    with pytest.raises(SystemExit):
+        zoo_main(argv + ['--help'])
+    assert capsys.readouterr().out.startswith(usage)
+    with pytest.raises(SystemExit):
+        detection_main(['train', '--help'])
+    assert capsys.readouterr().out.startswith('usage: python -m detection train')

@@ -1,5 +1,5 @@
-"""Text dataset readers, COCO conversion and the synthetic dense-text benchmark (detection.text_data,
-detection.text_synthetic). Every dataset here is hand-written in tmp_path in its official format."""
+"""Text dataset readers, COCO conversion and the synthetic dense-text benchmark (detection.text.data,
+detection.text.synthetic). Every dataset here is hand-written in tmp_path in its official format."""
 import json
 import math
 import warnings
@@ -12,12 +12,12 @@ pytest.importorskip('pycocotools')
 shapely_geometry = pytest.importorskip('shapely.geometry')
 from pycocotools import mask as mask_utils  # noqa: E402
 
-from detection import text_synthetic  # noqa: E402
+from detection.text import synthetic as text_synthetic  # noqa: E402
 from detection.data import CocoDetection, DatasetError  # noqa: E402
-from detection.text_data import (TextInstance, TextRecord, coco_to_text_gts, convert_text_dataset,  # noqa: E402
+from detection.text.data import (TextInstance, TextRecord, coco_to_text_gts, convert_text_dataset,  # noqa: E402
                                  msra_box_to_polygon, polygon_area, read_ctw1500, read_dast1500, read_icdar2015,
                                  read_msra_td500, read_totaltext, records_to_coco)
-from detection.text_synthetic import (draw_text_polygons, make_synthetic_text, render_text_strip,  # noqa: E402
+from detection.text.synthetic import (draw_text_polygons, make_synthetic_text, render_text_strip,  # noqa: E402
                                       synthetic_text_image)
 from tests.helpers import folder_digest  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Scene-text metrics (`detection.text_eval`): hand-computed cases with known answers.
+"""Scene-text metrics (`detection.text.metrics`): hand-computed cases with known answers.
 
 Rectangles are written as x-intervals with a fixed height, so every overlap is a length ratio that can be
 checked by hand; the expected value of each case is derived in its comment.
@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip('shapely')
 
-from detection.text_eval import (  # noqa: E402
+from detection.text.metrics import (  # noqa: E402
     DEFAULT_SCORE_THRS, _max_matches, deteval, evaluate_text, hmean_iou, polygon_iou)
 
 

@@ -1,0 +1,55 @@
+"""Optimisation of a run (`TrainConfig` fields): SGD or AdamW (optionally without weight decay on the
+norms), and the learning-rate factor per iteration: linear warm-up times a `step`, `cosine` or `constant`
+schedule (`lr_factor`), as a `LambdaLR` stepped per iteration."""
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.errors import InputError
+
+__all__ = ['build_optimizer', 'lr_factor', 'build_scheduler']
+
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    params: Any = [p for p in model.parameters() if p.requires_grad]
+    if cfg.no_decay_norm:
+        norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)}
+        params = [dict(params=[p for p in params if id(p) not in norm_ids]),
+                  dict(params=[p for p in params if id(p) in norm_ids], weight_decay=0.0)]
+    if cfg.optimizer == 'adamw':
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == 'sgd':
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise InputError(f"optimizer must be 'adamw' or 'sgd', got '{cfg.optimizer}'")
+
+
+def lr_factor(it: int, iters_per_epoch: int, cfg) -> float:
+    """The learning-rate multiplier at iteration `it` (warm-up times schedule)."""
+    warm = 1.0
+    if cfg.warmup_iters > 0 and it < cfg.warmup_iters:
+        warm = cfg.warmup_ratio + (1 - cfg.warmup_ratio) * it / cfg.warmup_iters
+    epoch = it / max(iters_per_epoch, 1)
+    if cfg.schedule == 'constant':
+        main = 1.0
+    elif cfg.schedule == 'step':
+        main = cfg.gamma ** sum(epoch >= s for s in cfg.steps)
+    elif cfg.schedule == 'cosine':
+        begin = min(cfg.cosine_begin_epoch, cfg.epochs)
+        if cfg.cosine_by_epoch:
+            epoch = math.floor(epoch)
+        if epoch < begin or cfg.epochs <= begin:
+            main = 1.0
+        else:
+            t = min((epoch - begin) / (cfg.epochs - begin), 1.0)
+            main = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    else:
+        raise InputError(f"schedule must be 'cosine', 'step' or 'constant', got '{cfg.schedule}'")
+    return warm * main
+
+
+def build_scheduler(optimizer, iters_per_epoch: int, cfg):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, iters_per_epoch, cfg))
