@@ -58,9 +58,11 @@ def _load_providers() -> None:
 
 
 def list_detectors(kind: Optional[str] = None) -> Tuple[str, ...]:
-    """The registered detector names (of family `kind`: 'coco' or 'text'), in registration order."""
+    """The registered detector names (of family `kind`: 'coco' or 'text'): family by family in `FAMILIES`
+    order, each in registration order (so whichever provider was imported first, the order is the same)."""
     _load_providers()
-    return tuple(e.name for e in _REGISTRY.values() if kind is None or e.kind == kind)
+    entries = sorted(_REGISTRY.values(), key=lambda e: FAMILIES.index(e.kind))  # stable: keeps registration order
+    return tuple(e.name for e in entries if kind is None or e.kind == kind)
 
 
 def build_detector(name: str, backbone: str = 'emov2_1m', num_classes: Optional[int] = None, **kwargs):
@@ -71,7 +73,7 @@ def build_detector(name: str, backbone: str = 'emov2_1m', num_classes: Optional[
     _load_providers()
     entry = _REGISTRY.get(name)
     if entry is None:
-        raise InputError(f"unknown detector '{name}'; choose from {', '.join(_REGISTRY)}")
+        raise InputError(f"unknown detector '{name}'; choose from {', '.join(list_detectors())}")
     if num_classes is not None:
         kwargs['num_classes'] = num_classes
     return entry.builder(name, backbone, **kwargs)
