@@ -43,6 +43,7 @@ from zoo.errors import WeightsError
 __all__ = [
     'WeightsError', 'build_model', 'load_checkpoint', 'unwrap_state_dict', 'is_offline', 'describe_source',
     'url_cache_path', 'sha256sum', 'pickle_needs_code', 'read_run_checkpoint', 'expected_sha256', 'verify_sha256',
+    'set_cfg_input_size',
 ]
 
 _WRAPPER_KEYS = ('state_dict_ema', 'model_ema', 'ema', 'state_dict', 'model', 'net', 'params')
@@ -311,6 +312,20 @@ def verify_sha256(tag: str, path: Optional[Path], kind: str) -> None:
             f"Weights file for '{tag}' ({path}) has sha256 {_VERIFIED[key]}, not the {expected} that "
             'weights/manifest.json records for it: a corrupt or altered download, or another file under its name.',
             'Delete it and download it again, or pass your own file under another name.')
+
+
+def set_cfg_input_size(model: torch.nn.Module, img_size) -> Tuple[int, int]:
+    """Record a new default input side (int) or (H, W) in the model's pretrained cfg, as timm's
+    `set_input_size` does, so `timm.data.resolve_data_config` and `zoo bench` use it; returns (H, W)."""
+    from zoo.errors import InputError
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        raise InputError(f'img_size must be a positive int or (H, W), got {img_size!r}')
+    for attr in ('pretrained_cfg', 'default_cfg'):
+        cfg = getattr(model, attr, None)
+        if isinstance(cfg, dict) and cfg.get('input_size'):
+            cfg['input_size'] = (*cfg['input_size'][:-2], *size)
+    return size
 
 
 def read_run_checkpoint(path, required: Sequence[str] = ('model',), what: str = 'a training checkpoint') -> Dict[str, Any]:

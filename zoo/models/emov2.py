@@ -37,7 +37,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
-from zoo.hub import build_model, unwrap_state_dict
+from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
 
 __all__ = ['EMOv2']
 
@@ -299,6 +299,20 @@ class EMOv2(nn.Module):
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True):
         self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def set_input_size(self, img_size: Optional[Union[int, Tuple[int, int]]] = None,
+                       window_size: Optional[int] = None) -> None:
+        """timm's resize API: a new default input size (any size runs: the attention pads to whole windows)
+        and/or a new attention window (the official 256 / 512 builders use window_size=8); weights unchanged."""
+        if window_size is not None:
+            if window_size < 1:
+                raise ValueError(f'window_size must be positive, got {window_size}')
+            for module in self.modules():
+                if isinstance(module, HybridWindowAttention):
+                    module.window_size = window_size
+        if img_size is not None:
+            set_cfg_input_size(self, img_size)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:

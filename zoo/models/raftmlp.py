@@ -57,7 +57,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
-from zoo.hub import build_model, unwrap_state_dict
+from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
 
 __all__ = ['RaftMLP']
 
@@ -407,6 +407,21 @@ class RaftMLP(nn.Module):
         self.grad_checkpointing = enable
         for stage in self.stages:
             stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def set_input_size(self, img_size: Optional[Union[int, Tuple[int, int]]] = None) -> None:
+        """timm's resize API. The token-mixing weights stay sized for the size the model was built at; at
+        another size the token grids are resized (bicubic) to theirs and back in every block, as the reference
+        code does for other sizes (`dynamic_img_size`); back at the built size, the exact path returns."""
+        if img_size is None:
+            return
+        built = getattr(self, '_built_size', (self.img_size, self.dynamic_img_size))
+        self._built_size = built
+        self.img_size = set_cfg_input_size(self, img_size)
+        dynamic = built[1] or self.img_size != built[0]
+        for module in self.modules():
+            if hasattr(module, 'dynamic_img_size'):
+                module.dynamic_img_size = dynamic
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:

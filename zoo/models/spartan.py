@@ -63,7 +63,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
-from zoo.hub import build_model, unwrap_state_dict
+from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
 
 __all__ = ['SpaRTAN']
 
@@ -528,6 +528,15 @@ class SpaRTAN(nn.Module):
         self.grad_checkpointing = enable
         for stage in self.stages:
             stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def set_input_size(self, img_size: Optional[Union[int, Tuple[int, int]]] = None) -> None:
+        """timm's resize API: a new default input size. SpaRTAN is convolutional, so any size from
+        `min_input_size` up runs with the same weights; this records the size in the cfg."""
+        if img_size is not None:
+            if min((img_size, img_size) if isinstance(img_size, int) else img_size) < self.min_input_size:
+                raise ValueError(f'SpaRTAN needs inputs of at least {self.min_input_size} px, got img_size={img_size}')
+            set_cfg_input_size(self, img_size)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
