@@ -50,7 +50,7 @@ def _cmd_info(args) -> int:
     import zoo
     from zoo.hub import describe_source
     from zoo.models import create_model, get_pretrained_cfg, is_model, list_pretrained, model_entrypoint
-    from zoo.weights import MANIFEST, load_manifest
+    from zoo.hub import MANIFEST, load_manifest
 
     name = args.model
     base = name.split('.')[0]
@@ -129,7 +129,7 @@ def _cmd_weights_convert(args) -> int:
     from zoo.weights import convert
     if args.trust_pickle:
         print(f'warning: --trust-pickle: unpickling {args.checkpoint} runs the code it carries', file=sys.stderr)
-    from zoo.weights import MANIFEST, load_manifest
+    from zoo.hub import MANIFEST, load_manifest
     manifest = None if args.no_manifest or not MANIFEST.is_file() else MANIFEST
     digest = convert(args.model, Path(args.checkpoint), Path(args.out), trust_pickle=args.trust_pickle,
                      code_path=args.code_path, manifest=manifest)

@@ -43,8 +43,14 @@ from zoo.errors import WeightsError
 __all__ = [
     'WeightsError', 'build_model', 'load_checkpoint', 'unwrap_state_dict', 'is_offline', 'describe_source',
     'url_cache_path', 'sha256sum', 'pickle_needs_code', 'read_run_checkpoint', 'expected_sha256', 'verify_sha256',
-    'set_cfg_input_size',
+    'set_cfg_input_size', 'RUN_CHECKPOINT', 'MANIFEST', 'load_manifest', 'register_family_module',
 ]
+
+# the weight hub as data: every published tag's source, sha256 and Hub repo (see zoo.weights)
+MANIFEST = Path(__file__).resolve().parents[1] / 'weights' / 'manifest.json'
+
+# the file every training run (`zoo detection train`, `zoo text train`, `zoo train-faces`) writes in its --out folder
+RUN_CHECKPOINT = 'last.pt'
 
 _WRAPPER_KEYS = ('state_dict_ema', 'model_ema', 'ema', 'state_dict', 'model', 'net', 'params')
 _PREFIXES = ('module.', '_orig_mod.')
@@ -104,8 +110,8 @@ def _tag(variant: str, cfg: PretrainedCfg) -> str:
 
 def _constructor(tag: str) -> str:
     """The call that builds `tag`: timm's for timm-registered models, the zoo's for its own (face parsers)."""
-    from zoo.models import project_models
-    return 'zoo.create_model' if tag.split('.')[0] in project_models() else 'timm.create_model'
+    import timm
+    return 'timm.create_model' if timm.is_model(tag.split('.')[0]) else 'zoo.create_model'
 
 
 def _how_to_fix(tag: str) -> str:
@@ -271,6 +277,12 @@ def build_model(
     return model
 
 
+def load_manifest(path: Optional[Path] = None) -> Dict[str, Dict]:
+    """Tag -> entry (hub_repo, file, sha256, converted_sha256, source_url, license, metric, ...)."""
+    import json
+    return json.loads(Path(path or MANIFEST).read_text())['tags']
+
+
 _VERIFIED: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, so a file is hashed once
 
 
@@ -286,7 +298,6 @@ def _hub_cached_file(loc: str, cache_dir=None) -> Optional[Path]:
 def expected_sha256(tag: str, kind: str, path: Optional[Path]) -> Optional[str]:
     """The manifest's sha256 for the file `tag` loads from a `kind` source: `converted_sha256` for our Hub
     file, `sha256` for the official file (a URL download, or a local copy with the official file name)."""
-    from zoo.weights import MANIFEST, load_manifest
     if path is None or not MANIFEST.is_file():
         return None
     entry = load_manifest().get(tag) or {}
@@ -353,9 +364,16 @@ def _family_filter(model: torch.nn.Module) -> Optional[Callable]:
     return getattr(sys.modules.get(type(model).__module__), 'checkpoint_filter_fn', None)
 
 
+_FAMILY_MODULES: set = set()  # filled by zoo.models (the zoo's families and the heads' as they load)
+
+
+def register_family_module(module: str) -> None:
+    """Mark `module` as a zoo model family: its models load `checkpoint_path=` through its filter."""
+    _FAMILY_MODULES.add(module)
+
+
 def _is_zoo_model(model: torch.nn.Module) -> bool:
-    from zoo.models import families
-    return type(model).__module__ in {spec.module for spec in families().values()}
+    return type(model).__module__ in _FAMILY_MODULES
 
 
 def load_checkpoint(model: torch.nn.Module, checkpoint_path, use_ema: bool = True, device='cpu', strict: bool = True,

@@ -18,19 +18,14 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from timm.models._hub import save_for_hf
 
-from zoo.hub import WeightsError, pickle_needs_code, sha256sum, unwrap_state_dict
+from zoo import hub
+from zoo.hub import WeightsError, load_manifest, pickle_needs_code, sha256sum, unwrap_state_dict
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / 'weights'
-MANIFEST = WEIGHTS_DIR / 'manifest.json'
+WEIGHTS_DIR = hub.MANIFEST.parent
 CARD_TEMPLATE = WEIGHTS_DIR / 'card_template.md'
 CONVERTED_FILES = ('model.safetensors', 'config.json', 'README.md')
 
 __all__ = ['load_manifest', 'pretrained_tags', 'convert', 'record_sha256', 'load_trusted_pickle', 'push', 'render_card']
-
-
-def load_manifest(path: Optional[Path] = None) -> Dict[str, Dict]:
-    """Tag -> entry (hub_repo, file, sha256, converted_sha256, source_url, license, metric, ...)."""
-    return json.loads(Path(path or MANIFEST).read_text())['tags']
 
 
 def pretrained_tags(models: List[str]) -> List[str]:
@@ -159,7 +154,7 @@ def convert(tag: str, checkpoint: Path, out: Path, trust_pickle: bool = False, c
     out.mkdir(parents=True, exist_ok=True)
     save_for_hf(model, str(out), safe_serialization=True)
     digest = sha256sum(out / 'model.safetensors')
-    entry = load_manifest().get(tag) if MANIFEST.is_file() else None
+    entry = load_manifest().get(tag) if hub.MANIFEST.is_file() else None
     (out / 'README.md').write_text(render_card(tag, model, digest, entry))
     if manifest and entry and entry.get('file') == checkpoint.name:
         record_sha256(tag, source_digest, digest, manifest)
@@ -169,7 +164,7 @@ def convert(tag: str, checkpoint: Path, out: Path, trust_pickle: bool = False, c
 def record_sha256(tag: str, source_sha256: str, converted_sha256: str, manifest: Optional[Path] = None) -> None:
     """Write the official file's and the converted file's sha256 into `tag`'s manifest entry (atomically)."""
     import os
-    manifest = Path(manifest or MANIFEST)
+    manifest = Path(manifest or hub.MANIFEST)
     data = json.loads(manifest.read_text())
     data['tags'][tag].update(sha256=source_sha256, converted_sha256=converted_sha256)
     tmp = manifest.with_name(manifest.name + '.tmp')

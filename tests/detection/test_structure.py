@@ -83,20 +83,10 @@ def test_cycle_finder_sees_function_level_imports(tmp_path):
     assert find_cycles({'a': {'b'}, 'b': set()}) == []
 
 
-# Known, outside detection/: zoo.hub imports zoo.models (and zoo.weights) inside functions while every family
-# imports zoo.hub. Listed so that it cannot grow and no other cycle can appear; remove it once zoo/ is untangled.
-KNOWN_CYCLES = [
-    ['zoo.hub', 'zoo.models', 'zoo.models.emov2', 'zoo.models.inception_resnet', 'zoo.models.lego',
-     'zoo.models.ninformer', 'zoo.models.p3d', 'zoo.models.raftmlp', 'zoo.models.spartan', 'zoo.models.strip_mlp',
-     'zoo.weights'],
-]
-
-
 def test_no_import_cycle():
     graph = import_graph()
-    assert 'detection.registry' in graph and 'detection.text.mayor' in graph
-    assert [c for c in find_cycles(graph) if c not in KNOWN_CYCLES] == []
-    assert not [c for c in find_cycles(graph) if c[0].startswith(('detection', 'segmentation'))]
+    assert 'detection.registry' in graph and 'detection.text.mayor' in graph and 'zoo.hub' in graph
+    assert find_cycles(graph) == []
 
 
 def test_imports_point_down():

@@ -53,10 +53,10 @@ def test_convert_then_load_local_dir_and_push_dry_run(tmp_path):
 @pytest.fixture
 def manifest_copy(tmp_path, monkeypatch):
     """A writable copy of the manifest, put where the loaders and convert look."""
-    import zoo.weights
+    import zoo.hub
     copy = tmp_path / 'manifest.json'
-    copy.write_text(zoo.weights.MANIFEST.read_text())
-    monkeypatch.setattr(zoo.weights, 'MANIFEST', copy)
+    copy.write_text(zoo.hub.MANIFEST.read_text())
+    monkeypatch.setattr(zoo.hub, 'MANIFEST', copy)
     return copy
 
 

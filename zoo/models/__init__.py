@@ -25,6 +25,8 @@ import torch
 from timm.models import split_model_name_tag
 from timm.models._pretrained import DefaultCfg, PretrainedCfg
 
+from zoo.hub import register_family_module
+
 # one import per family module (importing registers its models with timm)
 from zoo.models import inception_resnet
 from zoo.models import emov2
@@ -55,6 +57,8 @@ FAMILIES: Dict[str, Family] = {
     'spartan': Family(spartan.__name__),
     # one entry per family module
 }
+for _family in FAMILIES.values():  # their models load checkpoint_path= through their checkpoint_filter_fn
+    register_family_module(_family.module)
 
 
 # the zoo's own registry: models that are not classifiers of their input, by name
@@ -184,6 +188,7 @@ def _head_families() -> Dict[str, Family]:
             warnings.warn(f'model family {ep.name!r} ({ep.value}) left out of the catalogue: {e}')
             continue
         found[ep.name] = Family(ep.value)
+        register_family_module(ep.value)
     return found
 
 
