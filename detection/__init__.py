@@ -12,7 +12,7 @@ Layout (imports point down the list; `tests/detection/test_structure.py` checks 
 * `detection.data`: COCO datasets (pycocotools), transforms.v2 / tv_tensors, aspect-ratio grouped batches;
   `detection.synthetic`: a procedurally drawn COCO-format dataset (`make_synthetic_coco`).
 * The engine, one concern a file: `detection.distributed` (process group, device, the rank's loader),
-  `detection.schedule` (optimizer, warm-up and lr schedule), `detection.checkpoint` (atomic `last.pth`,
+  `detection.schedule` (optimizer, warm-up and lr schedule), `detection.checkpoint` (atomic `last.pt`,
   `load_detector`), `detection.evaluation` (predictions, COCOeval, the text metrics' glue) and
   `detection.engine` (`TrainConfig`, data resolution, the training loop, metrics log and plot).
 * `detection.config` + `detection/configs/*.yaml`: the EMOv2 RetinaNet / Mask R-CNN 1x and SSDLite recipes.

@@ -1,4 +1,4 @@
-"""Checkpoint I/O of a training run: `OUT/last.pth` written atomically (`save_checkpoint`), read back
+"""Checkpoint I/O of a training run: `OUT/last.pt` written atomically (`save_checkpoint`), read back
 with checks (`load_checkpoint`), and the trained detector rebuilt from it (`load_detector`, through
 `detection.registry.build_detector` with the kind the run stored in `config['model']`)."""
 import dataclasses
@@ -28,7 +28,7 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     """A detection run's checkpoint; a missing, corrupt or foreign file is an error naming it."""
     from zoo.hub import read_run_checkpoint
     return read_run_checkpoint(path, required=('model', 'config', 'num_classes'),
-                               what='a detection checkpoint (`zoo detection train` writes OUT/last.pth)')
+                               what='a detection checkpoint (`zoo detection train` writes OUT/last.pt)')
 
 
 def checkpoint_config(cfg) -> Dict[str, Any]:

@@ -199,7 +199,7 @@ def add_verbs(sub, text: bool = False) -> None:
     t.add_argument('--max-size', type=positive_int, help='longer side limit (1333)')
     t.add_argument('--max-iters', type=positive_int, help='stop after this many iterations (smoke runs)')
     t.add_argument('--synthetic-images', type=positive_int, help='number of synthetic training images')
-    t.add_argument('--resume', nargs='?', const='last', help='resume from OUT/last.pth or the given checkpoint')
+    t.add_argument('--resume', nargs='?', const='last', help='resume from OUT/last.pt or the given checkpoint')
     t.add_argument('--set', action='append', metavar='KEY=VALUE',
                    help='override any setting, YAML value, dotted keys (e.g. model_kwargs.frozen_stages=1)')
     t.add_argument('--no-progress', action='store_true')
@@ -258,11 +258,16 @@ def register(subparsers) -> None:
     add_verbs(p.add_subparsers(dest='text_command', required=True), text=True)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of `python -m detection` (e.g. under torchrun): the detection verbs."""
     parser = argparse.ArgumentParser(prog='python -m detection', description='Detectors on zoo backbones.')
     add_debug_flag(parser)
     add_verbs(parser.add_subparsers(dest='detection_command', required=True))
-    return run_verb(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_verb(build_parser().parse_args(argv))
 
 
 if __name__ == '__main__':

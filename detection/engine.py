@@ -1,6 +1,6 @@
 """The training loop of the detectors, single process or under `torchrun` (DDP); its parts live beside it:
 `detection.distributed` (process group, device, loaders), `detection.schedule` (optimizer, lr schedule),
-`detection.checkpoint` (`last.pth`, `load_detector`) and `detection.evaluation` (COCOeval, text metrics).
+`detection.checkpoint` (`last.pt`, `load_detector`) and `detection.evaluation` (COCOeval, text metrics).
 
 `train(cfg)` takes a `TrainConfig` (or a dict of its fields, e.g. a YAML recipe) and
 
@@ -12,8 +12,8 @@
   an optional EMA of the weights (evaluated and saved alongside);
 * evaluates every `eval_every` epochs with COCOeval (bbox, and segm for Mask R-CNN) on predictions
   gathered from all ranks, and writes them as COCO results json;
-* writes `out/last.pth` atomically every epoch (model, EMA, optimizer, scheduler, scaler, epoch,
-  iteration, config) and resumes from it (`resume=True` or a path);
+* writes `out/last.pt` (`zoo.hub.RUN_CHECKPOINT`, as every training run) atomically every epoch (model,
+  EMA, optimizer, scheduler, scaler, epoch, iteration, config) and resumes from it (`resume=True` or a path);
 * logs JSON lines to `out/metrics.jsonl` (train losses and lr every `log_every` iterations, val mAP per
   epoch), shows tqdm progress, and plots loss and mAP to `out/metrics.png`.
 
@@ -41,6 +41,7 @@ from detection.evaluation import evaluate
 from detection.registry import build_detector
 from detection.schedule import build_optimizer, build_scheduler
 from zoo.errors import InputError
+from zoo.hub import RUN_CHECKPOINT
 
 __all__ = ['TrainConfig', 'train', 'resolve_data', 'plot_metrics', 'HEADLINE']
 
@@ -247,7 +248,7 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
     scaler = torch.amp.GradScaler('cuda', enabled=use_amp and not torch.cuda.is_bf16_supported())
 
     start_epoch, it = 0, 0
-    ckpt_path = out / 'last.pth'
+    ckpt_path = out / RUN_CHECKPOINT
     resume = Path(cfg.resume) if isinstance(cfg.resume, str) and cfg.resume else (ckpt_path if cfg.resume else None)
     if resume is not None:
         if not resume.is_file():

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from segmentation.data import FaceParsingFolder, SyntheticFaces, collate, warp_sample
 from segmentation.roi_tanh import roi_tanh_polar_restore
-from zoo.hub import read_run_checkpoint
+from zoo.hub import RUN_CHECKPOINT, read_run_checkpoint
 
 __all__ = ['build_model', 'dice_loss', 'confusion_matrix', 'scores', 'evaluate', 'train', 'save_checkpoint',
            'main_from_args']
@@ -128,7 +128,7 @@ def train(model: nn.Module, train_set, val_set=None, *, size: int = 64, epochs: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     use_amp = device.type == 'cuda'
     step, epoch, losses = 0, 0, []
-    ckpt = Path(out) / 'last.pt' if out else None
+    ckpt = Path(out) / RUN_CHECKPOINT if out else None
     if resume and ckpt and ckpt.is_file():
         state = read_run_checkpoint(ckpt, required=('model', 'optimizer', 'scheduler', 'step'), what='a face-parsing checkpoint (`zoo train-faces` writes OUT/last.pt)')
         model.load_state_dict(state['model'])

@@ -74,7 +74,7 @@ def test_cli_train_predict_eval(tmp_path, capsys):
     assert main(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert 'segm_mAP' in printed['metrics']
-    assert main(['detection', 'predict', str(out / 'synthetic' / 'val'), '--checkpoint', str(out / 'last.pth'),
+    assert main(['detection', 'predict', str(out / 'synthetic' / 'val'), '--checkpoint', str(out / 'last.pt'),
                  '--out', str(tmp_path / 'pred'), '--score-thresh', '0']) == 0
     pngs = sorted((tmp_path / 'pred').glob('*_pred.png'))
     assert len(pngs) == 2
@@ -84,7 +84,7 @@ def test_cli_train_predict_eval(tmp_path, capsys):
     preds = json.loads((tmp_path / 'pred' / 'predictions.json').read_text())
     assert all('segmentation' in p and 'file_name' in p for p in preds)
     capsys.readouterr()
-    assert main(['detection', 'eval', '--checkpoint', str(out / 'last.pth'), '--no-progress']) == 0
+    assert main(['detection', 'eval', '--checkpoint', str(out / 'last.pt'), '--no-progress']) == 0
     assert 'bbox_mAP' in json.loads(capsys.readouterr().out)
 
 
@@ -113,21 +113,21 @@ def test_cli_train_on_malformed_coco_is_one_line_and_touches_nothing(tmp_path, c
     data = _coco_folder(tmp_path / 'coco', annotations)
     out = tmp_path / 'run'
     out.mkdir()
-    (out / 'last.pth').write_bytes(b'an earlier run')
+    (out / 'last.pt').write_bytes(b'an earlier run')
     code = main(['detection', 'train', '--model', 'faster_rcnn', '--backbone', 'emov2_1m', '--data', str(data),
                  '--out', str(out), '--no-progress'])
     err = capsys.readouterr().err
     assert code == 2 and 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
     assert all(n in err for n in names), err
-    assert sorted(p.name for p in out.iterdir()) == ['last.pth'] and (out / 'last.pth').read_bytes() == b'an earlier run'
+    assert sorted(p.name for p in out.iterdir()) == ['last.pt'] and (out / 'last.pt').read_bytes() == b'an earlier run'
 
 
 def test_cli_eval_and_predict_name_a_bad_checkpoint(tmp_path, capsys):
     from zoo.cli import main
-    (tmp_path / 'last.pt').write_bytes(b'')
-    code = main(['detection', 'eval', '--checkpoint', str(tmp_path / 'last.pth')])
+    (tmp_path / 'last.pth').write_bytes(b'')  # a run of an older version, whose file had another name
+    code = main(['detection', 'eval', '--checkpoint', str(tmp_path / 'last.pt')])
     err = capsys.readouterr().err
-    assert code == 2 and 'last.pth not found' in err and 'last.pt' in err and 'Traceback' not in err
+    assert code == 2 and 'last.pt not found (that folder has last.pth)' in err and 'Traceback' not in err
     torch.save({'state_dict': {}}, tmp_path / 'backbone.pth')
     code = main(['detection', 'predict', str(tmp_path), '--checkpoint', str(tmp_path / 'backbone.pth'),
                  '--out', str(tmp_path / 'pred')])

@@ -62,7 +62,7 @@ def test_train_checkpoint_resume_and_logs(tmp_path):
     out = tmp_path / 'run'
     assert r['iterations'] == 2 and all(math.isfinite(v) for v in r['losses'])
     assert {'bbox_mAP', 'bbox_mAP_50'} <= set(r['metrics'])
-    ckpt = torch.load(out / 'last.pth', weights_only=True)
+    ckpt = torch.load(out / 'last.pt', weights_only=True)
     assert ckpt['epoch'] == 1 and ckpt['iteration'] == 2 and ckpt['ema'] is not None
     assert set(ckpt) >= {'model', 'optimizer', 'scheduler', 'scaler', 'config'}
     assert not list(out.glob('*.tmp*'))
@@ -74,9 +74,9 @@ def test_train_checkpoint_resume_and_logs(tmp_path):
     # resume: continues from epoch 1 with the saved optimizer / scheduler, to epoch 2
     r2 = train({**cfg, 'epochs': 2, 'resume': True})
     assert r2['iterations'] == 4
-    ckpt2 = torch.load(out / 'last.pth', weights_only=True)
+    ckpt2 = torch.load(out / 'last.pt', weights_only=True)
     assert ckpt2['epoch'] == 2 and ckpt2['scheduler']['last_epoch'] == 4
-    model, saved = load_detector(out / 'last.pth')
+    model, saved = load_detector(out / 'last.pt')
     assert saved['model'] == 'faster_rcnn' and model.label_to_cat_id == {1: 1, 2: 2, 3: 3, 4: 4}
     with pytest.raises(InputError, match='cannot resume'):
         train({**cfg, 'out': str(tmp_path / 'other'), 'resume': True})

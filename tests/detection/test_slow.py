@@ -73,7 +73,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert train_iters == [1, 2]  # 8 images / (2 ranks x 2 per batch) = 2 iterations per rank
     val = [r for r in records if r['type'] == 'val']
     assert len(val) == 1 and 'bbox_mAP' in val[0]
-    ckpt = torch.load(out / 'last.pth', weights_only=True)
+    ckpt = torch.load(out / 'last.pt', weights_only=True)
     assert ckpt['iteration'] == 2 and not any(k.startswith('module.') for k in ckpt['model'])
     preds = json.loads((out / 'predictions_val.json').read_text())
     assert {p['image_id'] for p in preds} <= {1, 2, 3}

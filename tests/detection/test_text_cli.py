@@ -39,16 +39,16 @@ def test_train_eval_predict(tmp_path, capsys, model):
     preds = json.loads((out / 'predictions_val.json').read_text())
     assert all({'image_id', 'polygon', 'score'} <= set(p) for p in preds)
 
-    assert detection_main(['eval', '--checkpoint', str(out / 'last.pth'), '--no-progress']) == 0  # the COCO verbs too
+    assert detection_main(['eval', '--checkpoint', str(out / 'last.pt'), '--no-progress']) == 0  # the COCO verbs too
     ev = json.loads(capsys.readouterr().out)
     assert 'hmean' in ev and 0.0 <= ev['hmean'] <= 1.0
-    assert zoo_main(['text', 'eval', '--checkpoint', str(out / 'last.pth'), '--protocol', 'totaltext_deteval',
+    assert zoo_main(['text', 'eval', '--checkpoint', str(out / 'last.pt'), '--protocol', 'totaltext_deteval',
                      '--no-progress']) == 0
     assert 'recall_credit' in json.loads(capsys.readouterr().out)
 
     pred_dir = tmp_path / 'pred'
     images = out / 'synthetic_text' / 'test'
-    assert zoo_main(['text', 'predict', str(images), '--checkpoint', str(out / 'last.pth'), '--out', str(pred_dir),
+    assert zoo_main(['text', 'predict', str(images), '--checkpoint', str(out / 'last.pt'), '--out', str(pred_dir),
                      '--score-thresh', '0.0']) == 0
     assert len(list(pred_dir.glob('*_text.png'))) == 2
     assert isinstance(json.loads((pred_dir / 'predictions.json').read_text()), list)
