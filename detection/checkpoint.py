@@ -41,7 +41,11 @@ def load_detector(checkpoint: Union[str, Path], use_ema: bool = True) -> Tuple[n
     cfg = ckpt['config']
     model = build_detector(cfg['model'], cfg['backbone'], num_classes=ckpt['num_classes'],
                            min_size=cfg['min_size'], max_size=cfg['max_size'], **cfg.get('model_kwargs', {}))
-    state = ckpt['ema'] if use_ema and ckpt.get('ema') else ckpt['model']
+    state = ckpt['model']
+    if use_ema and ckpt.get('ema'):  # a weights-only run
+        state = ckpt['ema']
+    elif use_ema and ckpt.get('ema_full'):  # the AveragedModel's state: its `module.` weights
+        state = {k[len('module.'):]: v for k, v in ckpt['ema_full'].items() if k.startswith('module.')}
     model.load_state_dict(state)
     model.label_to_cat_id = {int(k): v for k, v in ckpt.get('label_to_cat_id', {}).items()}
     model.class_names = ckpt.get('class_names')

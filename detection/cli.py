@@ -33,8 +33,13 @@ def _train_config(args) -> dict:
         cfg['resume'] = True if args.resume == 'last' else args.resume
     if args.no_progress:
         cfg['progress'] = False
-    if args.synthetic_images:
-        cfg.setdefault('synthetic', {})['num_train'] = args.synthetic_images
+    if args.synthetic_images:  # the validation set follows (a quarter, at least 4), unless set
+        synthetic = cfg.setdefault('synthetic', {})
+        synthetic['num_train'] = args.synthetic_images
+        held_out = 'num_test' if cfg.get('data') == 'synthetic_text' else 'num_val'  # the text benchmark's split
+        synthetic.setdefault(held_out, max(4, args.synthetic_images // 4))
+    if args.save_optimizer is not None:
+        cfg['save_optimizer'] = args.save_optimizer
     return apply_overrides(cfg, args.set or [])
 
 
@@ -198,7 +203,13 @@ def add_verbs(sub, text: bool = False) -> None:
     t.add_argument('--min-size', type=positive_int, help='shorter side of the keep-ratio resize (800)')
     t.add_argument('--max-size', type=positive_int, help='longer side limit (1333)')
     t.add_argument('--max-iters', type=positive_int, help='stop after this many iterations (smoke runs)')
-    t.add_argument('--synthetic-images', type=positive_int, help='number of synthetic training images')
+    t.add_argument('--synthetic-images', type=positive_int,
+                   help='number of synthetic training images (the validation set: a quarter, at least 4)')
+    keep = t.add_mutually_exclusive_group()
+    keep.add_argument('--save-optimizer', dest='save_optimizer', action='store_true', default=None,
+                      help='keep optimizer, schedule and EMA state in OUT/last.pt so the run can resume (default)')
+    keep.add_argument('--weights-only', dest='save_optimizer', action='store_false',
+                      help='keep only the weights (and EMA weights): a third of the size, cannot resume')
     t.add_argument('--resume', nargs='?', const='last', help='resume from OUT/last.pt or the given checkpoint')
     t.add_argument('--set', action='append', metavar='KEY=VALUE',
                    help='override any setting, YAML value, dotted keys (e.g. model_kwargs.frozen_stages=1)')

@@ -5,7 +5,8 @@ and a dict with `boxes` (`tv_tensors.BoundingBoxes`, XYXY, pixels), `labels` (1.
 sorted category ids; `label_to_cat_id` maps back), `masks` (`tv_tensors.Mask`, one per box, from
 polygons, RLE or uncompressed RLE through pycocotools), `image_id`, `area` and `iscrowd`.
 
-Documented skips (counted in `dataset.skipped`, and reported once as a warning):
+Documented skips (counted in `dataset.skipped`, logged once at INFO level, and written to the run's
+metrics log by the engine):
 
 * crowd regions (`iscrowd=1`) are not training targets (COCOeval reads them from the GT file and ignores
   detections on them); `keep_crowd=True` keeps them, flagged in `iscrowd`;
@@ -23,7 +24,7 @@ import contextlib
 import io
 import json
 import math
-import warnings
+import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -36,6 +37,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from zoo.errors import InputError
+
+_logger = logging.getLogger(__name__)
 
 __all__ = ['DatasetError', 'CocoDetection', 'build_transforms', 'GroupedBatchSampler', 'aspect_ratio_groups',
            'collate']
@@ -193,8 +196,9 @@ class CocoDetection(Dataset):
                     masks.append(m)
         if self.skipped and not self._warned:
             self._warned = True
-            warnings.warn(f'{self.ann_file.name}: skipping {dict(self.skipped)} annotation(s) so far '
-                          '(crowd regions and degenerate boxes are not training targets)', stacklevel=3)
+            # documented behaviour, not a problem to warn about: logged once (the engine logs the counts)
+            _logger.info('%s: skipping %s annotation(s) so far (crowd regions and degenerate boxes are not '
+                          'training targets)', self.ann_file.name, dict(self.skipped))
         target = dict(
             boxes=tv_tensors.BoundingBoxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                                            format='XYXY', canvas_size=(height, width)),

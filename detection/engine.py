@@ -39,7 +39,7 @@ from detection.data import CocoDetection, build_transforms
 from detection.distributed import barrier, build_loader, get_rank, get_world_size, init_distributed, is_distributed, resolve_device
 from detection.evaluation import evaluate
 from detection.registry import build_detector
-from detection.schedule import build_optimizer, build_scheduler
+from detection.schedule import build_optimizer, build_scheduler, log_every_for, warmup_iters_for
 from zoo.errors import InputError
 from zoo.hub import RUN_CHECKPOINT
 
@@ -94,7 +94,20 @@ class TrainConfig:
     seed: int = 0
     device: str = 'auto'
     resume: Union[bool, str] = False
+    save_optimizer: bool = True  # False (--weights-only): the checkpoint holds the weights only, a third the size
     progress: bool = True
+
+    def __post_init__(self):
+        """Settings that cannot work are refused here, before any data is generated or read."""
+        if self.max_size <= self.min_size:
+            raise InputError(f'max_size ({self.max_size}) must be greater than min_size ({self.min_size}): the resize '
+                             'scales the shorter side to min_size, capped so the longer side stays under max_size '
+                             '(e.g. --min-size 160 --max-size 256)')
+        for name in ('epochs', 'batch_size', 'min_size', 'log_every'):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise InputError(f'{name} must be a positive integer, got {getattr(self, name)!r}')
+        if not self.lr > 0:
+            raise InputError(f'lr must be positive, got {self.lr!r}')
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> 'TrainConfig':
@@ -254,6 +267,9 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
         if not resume.is_file():
             raise InputError(f'cannot resume: no checkpoint at {resume}; train without --resume first, or give the checkpoint path')
         ckpt = load_checkpoint(resume)
+        if 'optimizer' not in ckpt:
+            raise InputError(f'cannot resume from {resume}: it was saved with --weights-only (no optimizer state); '
+                             'train from scratch, or keep --save-optimizer on runs you want to resume')
         model.load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])
         scheduler.load_state_dict(ckpt['scheduler'])
@@ -267,8 +283,9 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == 'cuda' else None, find_unused_parameters=True)
     log = _JsonLog(out / 'metrics.jsonl', rank == 0)
+    log_every = log_every_for(iters_per_epoch, cfg)
     log.write(type='start', time=time.time(), world_size=world, num_classes=num_classes, resume_epoch=start_epoch,
-              config=checkpoint_config(cfg))
+              warmup_iters=warmup_iters_for(iters_per_epoch, cfg), log_every=log_every, config=checkpoint_config(cfg))
     metrics: Dict[str, float] = {}
     losses_seen: List[float] = []
     stop = False
@@ -302,19 +319,23 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
             value = loss.item()
             losses_seen.append(value)
             bar.set_postfix(loss=f'{value:.3f}', lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-            if it % cfg.log_every == 0 or it == 1:
+            if it % log_every == 0 or it == 1:
                 log.write(type='train', time=time.time(), epoch=epoch + 1, iter=it, lr=optimizer.param_groups[0]['lr'], loss=value,
                           grad_norm=grad_norm, **{k: v.item() for k, v in loss_dict.items()})
             if cfg.max_iters is not None and it >= cfg.max_iters:
                 stop = True
                 break
         last_epoch = epoch + 1 == cfg.epochs or stop
+        if train_set.skipped:  # crowd regions and degenerate boxes left out of training (see detection.data)
+            log.write(type='data', epoch=epoch + 1, skipped=dict(train_set.skipped))
         if rank == 0:
+            # what resuming needs (optimizer, schedule, the EMA's step count) unless the run is weights-only;
+            # the EMA weights are stored once (load_detector reads them from `ema_full` too)
+            resumable = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                             scaler=scaler.state_dict(), ema_full=ema.state_dict() if ema is not None else None)
             save_checkpoint(
-                ckpt_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-                ema=(ema.module.state_dict() if ema is not None else None),
-                ema_full=(ema.state_dict() if ema is not None else None),
+                ckpt_path, model=model.state_dict(),
+                **(resumable if cfg.save_optimizer else dict(ema=ema.module.state_dict() if ema is not None else None)),
                 epoch=epoch + 1, iteration=it, num_classes=num_classes, config=checkpoint_config(cfg),
                 label_to_cat_id={str(k): v for k, v in train_set.label_to_cat_id.items()},
                 class_names=train_set.class_names)

@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,7 +64,7 @@ def test_train_checkpoint_resume_and_logs(tmp_path):
     assert r['iterations'] == 2 and all(math.isfinite(v) for v in r['losses'])
     assert {'bbox_mAP', 'bbox_mAP_50'} <= set(r['metrics'])
     ckpt = torch.load(out / 'last.pt', weights_only=True)
-    assert ckpt['epoch'] == 1 and ckpt['iteration'] == 2 and ckpt['ema'] is not None
+    assert ckpt['epoch'] == 1 and ckpt['iteration'] == 2 and ckpt['ema_full'] is not None  # the EMA, stored once
     assert set(ckpt) >= {'model', 'optimizer', 'scheduler', 'scaler', 'config'}
     assert not list(out.glob('*.tmp*'))
     records = [json.loads(line) for line in (out / 'metrics.jsonl').read_text().splitlines()]
@@ -80,3 +81,32 @@ def test_train_checkpoint_resume_and_logs(tmp_path):
     assert saved['model'] == 'faster_rcnn' and model.label_to_cat_id == {1: 1, 2: 2, 3: 3, 4: 4}
     with pytest.raises(InputError, match='cannot resume'):
         train({**cfg, 'out': str(tmp_path / 'other'), 'resume': True})
+
+
+def test_short_runs_scale_warmup_and_logging():
+    from detection.schedule import log_every_for, warmup_iters_for
+    short = TrainConfig(epochs=2, warmup_iters=500, log_every=20)
+    assert warmup_iters_for(8, short) == 3 and log_every_for(8, short) == 1  # 16 iterations in all
+    assert lr_factor(4, 8, short) == 1.0  # warmed up after a fifth of the run, not stuck at 1e-3
+    coco = TrainConfig(epochs=12, warmup_iters=500, log_every=20)
+    assert warmup_iters_for(7330, coco) == 500 and log_every_for(7330, coco) == 20  # the recipe, unchanged
+    capped = TrainConfig(epochs=12, warmup_iters=500, max_iters=100)
+    assert warmup_iters_for(7330, capped) == 20
+
+
+def test_weights_only_checkpoint_is_small_loads_and_refuses_resume(tmp_path):
+    cfg = dict(model='faster_rcnn', backbone='emov2_1m', data='synthetic', out=str(tmp_path / 'run'),
+               epochs=1, batch_size=2, min_size=64, max_size=96, workers=0, progress=False, eval_every=0,
+               synthetic=dict(num_train=2, num_val=2, image_size=64), model_kwargs=dict(out_channels=32), ema=True)
+    full = train(dict(cfg, out=str(tmp_path / 'full')))
+    light = train(dict(cfg, out=str(tmp_path / 'light'), save_optimizer=False))
+    full_size, light_size = (Path(r['checkpoint']).stat().st_size for r in (full, light))
+    assert light_size < 0.6 * full_size
+    model, _ = load_detector(light['checkpoint'])
+    ema = torch.load(light['checkpoint'], weights_only=True)['ema']
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in ema.items())  # the EMA weights are the ones loaded
+    with pytest.raises(InputError, match='--weights-only'):
+        train(dict(cfg, out=str(tmp_path / 'light'), save_optimizer=False, resume=True, epochs=2))
+    model, _ = load_detector(full['checkpoint'])  # the full checkpoint's EMA comes from ema_full
+    ema_full = torch.load(full['checkpoint'], weights_only=True)['ema_full']
+    assert all(torch.equal(v, ema_full['module.' + k]) for k, v in model.state_dict().items() if 'module.' + k in ema_full)
