@@ -141,3 +141,15 @@ def test_no_published_weights():
         assert not cfg.url and not cfg.hf_hub_id
     with pytest.raises(WeightsError, match='no published weights'):
         timm.create_model('ninformer_cifar10', pretrained=True)
+
+
+def test_fx_features_are_the_same_maps_as_features_only():
+    torch.manual_seed(0)
+    getter = timm.create_model('ninformer_cifar10', features_only=True).eval()
+    torch.manual_seed(0)  # the same initial weights
+    graph = timm.create_model('ninformer_cifar10', features_only=True, feature_cls='fx').eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        for a, b in zip(getter(x), graph(x)):
+            assert a.shape == b.shape == (2, 256, 8, 8)
+            torch.testing.assert_close(a, b)

@@ -172,7 +172,8 @@ class MixerGatingUnit(nn.Module):
 
 
 class NiNBlock(nn.Module):
-    """x += gate(LN(x)); x += FFN(LN(x)) with the same LayerNorm both times (as the reference)."""
+    """x += gate(LN(x)); x += FFN(LN(x)) with the same LayerNorm both times (as the reference), on the tokens
+    of a B x C x H x W map."""
 
     def __init__(
             self,
@@ -193,13 +194,17 @@ class NiNBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """B x C x H x W in and out, as a view of row-major B x N x C tokens (no copy either way), so the
+        block outputs are feature maps for every feature extractor, fx's included."""
+        shape = x.shape
+        x = x.flatten(2).transpose(1, 2)
         y = self.norm(x)
         if self.use_drop_path and self.training:
             x = x + self.drop_path(self.gate(y))
         else:  # x + proj(y) * mixer(y) as one op
             x = torch.addcmul(x, self.gate.proj(y), self.gate.mixer(y))
         x = x + self.drop_path(self.mlp(self.norm(x)))
-        return x
+        return x.transpose(1, 2).reshape(shape)
 
 
 class NiNformer(nn.Module):
@@ -304,7 +309,7 @@ class NiNformer(nn.Module):
             raise ValueError(f"NiNformer intermediates are 'NCHW' or 'NLC', got output_fmt='{output_fmt}'.")
         intermediates = []
         take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        x = self._embed(x)
+        x = self._to_nchw(self._embed(x))
         if torch.jit.is_scripting() or not (stop_early or intermediates_only):
             blocks = self.blocks
         else:
@@ -315,10 +320,10 @@ class NiNformer(nn.Module):
             else:
                 x = blk(x)
             if i in take_indices:
-                intermediates.append(self._to_nchw(x) if output_fmt == 'NCHW' else x)
+                intermediates.append(x if output_fmt == 'NCHW' else x.flatten(2).transpose(1, 2))
         if intermediates_only:
             return intermediates
-        return self._to_nchw(x), intermediates
+        return x, intermediates
 
     def prune_intermediate_layers(
             self,
@@ -334,12 +339,10 @@ class NiNformer(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._embed(x)
+        x = self._to_nchw(self._embed(x))
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            x = checkpoint_seq(self.blocks, x)
-        else:
-            x = self.blocks(x)
-        return self._to_nchw(x)
+            return checkpoint_seq(self.blocks, x)
+        return self.blocks(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(x)
