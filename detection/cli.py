@@ -190,7 +190,8 @@ def add_verbs(sub, text: bool = False) -> None:
 
     t = sub.add_parser('train', help='train a detector (also under torchrun: python -m detection train)')
     t.add_argument('--config', help='a YAML recipe or a packaged name (see `configs`)')
-    t.add_argument('--model', choices=list_detectors('text' if text else 'coco'))
+    t.add_argument('--model', choices=list_detectors('text' if text else 'coco'),
+                   help='the detector kind (recipe default)')
     t.add_argument('--backbone', help='any zoo / timm model with features_only, e.g. emov2_1m')
     t.add_argument('--data', help="a COCO root folder or 'synthetic_text' (the embedded dense-text benchmark)"
                    if text else "a COCO root folder or 'synthetic'")
@@ -213,7 +214,7 @@ def add_verbs(sub, text: bool = False) -> None:
     t.add_argument('--resume', nargs='?', const='last', help='resume from OUT/last.pt or the given checkpoint')
     t.add_argument('--set', action='append', metavar='KEY=VALUE',
                    help='override any setting, YAML value, dotted keys (e.g. model_kwargs.frozen_stages=1)')
-    t.add_argument('--no-progress', action='store_true')
+    t.add_argument('--no-progress', action='store_true', help='no progress bars (logs still go to metrics.jsonl)')
     t.set_defaults(func=_cmd_train)
     protocol_help = 'text metric: ' + ', '.join(TEXT_PROTOCOLS) + " (default: the run's text_protocol)"
     if text:
@@ -221,25 +222,26 @@ def add_verbs(sub, text: bool = False) -> None:
 
     e = sub.add_parser('eval', help=('precision / recall / H-mean' if text else 'COCO mAP (bbox, segm)')
                        + ' of a trained checkpoint')
-    e.add_argument('--checkpoint', required=True)
+    e.add_argument('--checkpoint', required=True, help='a training run\'s OUT/last.pt')
     e.add_argument('--data', help="COCO root or 'synthetic' (default: the training run's)")
-    e.add_argument('--val-images'), e.add_argument('--val-annotations')
+    e.add_argument('--val-images', help='folder of the images to evaluate on (default: the run\'s)')
+    e.add_argument('--val-annotations', help='their COCO annotation file (default: the run\'s)')
     e.add_argument('--out', help='where predictions_eval.json goes (default: the training run folder)')
     e.add_argument('--batch-size', type=positive_int, default=2, help='images per forward (default 2)')
-    e.add_argument('--device', default='auto')
+    e.add_argument('--device', default='auto', help="'auto' (CUDA if available, default), 'cpu', 'cuda'")
     e.add_argument('--no-ema', action='store_true', help='evaluate the raw weights, not the EMA')
-    e.add_argument('--no-progress', action='store_true')
+    e.add_argument('--no-progress', action='store_true', help='no progress bar')
     e.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser('predict', help=('draw predicted text polygons' if text else 'draw predicted boxes and masks')
                        + ' into PNGs')
     p.add_argument('images', nargs='+', help='image files or folders')
-    p.add_argument('--checkpoint', required=True)
-    p.add_argument('--out', required=True)
+    p.add_argument('--checkpoint', required=True, help='a training run\'s OUT/last.pt')
+    p.add_argument('--out', required=True, help='folder for the drawn PNGs and predictions.json')
     p.add_argument('--score-thresh', type=fraction, default=0.5,
                    help='draw and save detections scoring at least this (default 0.5)')
-    p.add_argument('--device', default='auto')
-    p.add_argument('--no-ema', action='store_true')
+    p.add_argument('--device', default='auto', help="'auto' (CUDA if available, default), 'cpu', 'cuda'")
+    p.add_argument('--no-ema', action='store_true', help='predict with the raw weights, not the EMA')
     p.set_defaults(func=_cmd_predict)
     if text:
         for verb in (e, p):
@@ -249,12 +251,12 @@ def add_verbs(sub, text: bool = False) -> None:
         v = sub.add_parser('convert', help='write a text dataset (official layout) as a COCO file for training')
         v.add_argument('dataset', help='icdar2015, totaltext, ctw1500, msra_td500 or dast1500')
         v.add_argument('root', help="the dataset's folder as distributed")
-        v.add_argument('--split', default='train', choices=['train', 'test'])
+        v.add_argument('--split', default='train', choices=['train', 'test'], help='which split (default train)')
         v.add_argument('--out', help='COCO file to write (default: ROOT/annotations/text_SPLIT.json)')
         v.set_defaults(func=_cmd_convert)
 
     c = sub.add_parser('configs', help='list the packaged recipes, or print one fully resolved')
-    c.add_argument('name', nargs='?')
+    c.add_argument('name', nargs='?', help='a recipe to print fully resolved (default: list them)')
     c.set_defaults(func=_cmd_configs, text=text)
 
 

@@ -78,7 +78,7 @@ def _cmd_train_faces(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser('parse-faces', help='face parsing of an image with given face boxes (RTNet)')
-    p.add_argument('image')
+    p.add_argument('image', help='the image (PNG, JPEG, ...)')
     p.add_argument('--boxes', required=True, help='JSON: [[x1, y1, x2, y2], ...] in pixels')
     p.add_argument('--model', default='rtnet50_fcn11', help='rtnet50_fcn11, rtnet50_fcn14, rtnet101_fcn14, ...')
     p.add_argument('--checkpoint', help='a local official .torch file (or ours) instead of the Hub copy')
@@ -87,18 +87,21 @@ def register(subparsers) -> None:
     p.add_argument('--labels-out', help='merged label map PNG (label ids as pixel values)')
     p.add_argument('--alpha', type=fraction, default=0.5, help='overlay opacity, 0-1 (default 0.5)')
     p.add_argument('--size', type=positive_int, default=None, help='warped face side (default: the model cfg, 513)')
-    p.add_argument('--background', choices=('official', 'plain'), default='official')
+    p.add_argument('--background', choices=('official', 'plain'), default='official',
+                   help="pixels the warp never saw: 'official' restores 1 - p(background) (default), 'plain' the "
+                        'probabilities as they are')
     p.add_argument('--model-channel-order', choices=('bgr', 'rgb'), default='bgr',
                    help='channel order the model expects (the official weights: bgr)')
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default='cpu', help="'cpu' (default), 'cuda', ...")
     p.add_argument('--threads', type=positive_int, default=None, help='torch.set_num_threads')
     p.set_defaults(func=_cmd_parse_faces)
 
     t = subparsers.add_parser('train-faces', help='train / evaluate a face parser (synthetic or folder data)')
     t.add_argument('--data', default='synthetic', help="'synthetic' or a dataset folder")
-    t.add_argument('--layout', default='ibugmask', choices=('ibugmask', 'lapa', 'celebamask'))
+    t.add_argument('--layout', default='ibugmask', choices=('ibugmask', 'lapa', 'celebamask'),
+                   help='how a --data folder is laid out (default ibugmask)')
     t.add_argument('--model', default='rtnet_tiny', help="face-parsing model (`zoo list`), or 'rtnet_tiny' (a small RTNet for CPU)")
-    t.add_argument('--pretrained', action='store_true')
+    t.add_argument('--pretrained', action='store_true', help="start from the model's published weights")
     t.add_argument('--size', type=positive_int, default=64, help='warped face side (default 64)')
     t.add_argument('--epochs', type=positive_int, default=1, help='passes over the data (default 1)')
     t.add_argument('--steps', type=positive_int, default=None, help='stop after this many steps')
@@ -108,8 +111,8 @@ def register(subparsers) -> None:
     t.add_argument('--val-len', type=positive_int, default=64, help='synthetic: validation samples')
     t.add_argument('--out', default='runs/faces', help='checkpoint folder (last.pt, written atomically)')
     t.add_argument('--resume', action='store_true', help='continue from <out>/last.pt')
-    t.add_argument('--device', default=None)
+    t.add_argument('--device', default=None, help="'cpu', 'cuda' (default: CUDA if available)")
     t.add_argument('--workers', type=non_negative_int, default=0, help='data loader processes (default 0)')
-    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--seed', type=int, default=0, help='seed of the weights and the data order (default 0)')
     t.set_defaults(func=_cmd_train_faces)
 

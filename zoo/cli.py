@@ -32,7 +32,9 @@ def _cmd_list(args) -> int:
             model = create_model(name)
         n_params = sum(p.numel() for p in model.parameters())
         tags = [t for t in list_pretrained(name + '.*') if describe_source(get_pretrained_cfg(t))[0]]
-        weights = ', '.join(t.split('.', 1)[1] for t in tags) or 'no published weights'
+        default = getattr(get_pretrained_cfg(name), 'tag', None)  # what a bare name loads with pretrained=True
+        weights = ', '.join(t.split('.', 1)[1] + (' (default)' if len(tags) > 1 and t.split('.', 1)[1] == default
+                                                  else '') for t in tags) or 'no published weights'
         size = 'x'.join(str(s) for s in model.pretrained_cfg['input_size'])
         origin = zoo.family_of(name) or '-'
         if zoo.is_timm_member(name):
@@ -70,6 +72,7 @@ def _cmd_info(args) -> int:
         'num_features': getattr(model, 'num_features', None),
         'feature_info': [dict(i) for i in getattr(model, 'feature_info', [])],
         'pretrained_cfg': {k: v for k, v in model.pretrained_cfg.items() if v is not None},
+        'default_tag': getattr(get_pretrained_cfg(base), 'tag', None),  # what `base` alone loads
         'tags': {},
     }
     for tag in list_pretrained(base + '.*'):
@@ -230,11 +233,26 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
                         help='show the full traceback of an error (also: ZOO_DEBUG=1)')
 
 
+def _show_notes() -> None:
+    """The project's INFO messages (which default weights a bare name loads, annotations a dataset skips)
+    as `note:` lines on stderr: a CLI user sees them, a library user's logging setup decides."""
+    import logging
+    for name in ('zoo', 'detection', 'segmentation'):
+        logger = logging.getLogger(name)
+        if not any(getattr(h, '_zoo_notes', False) for h in logger.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter('note: %(message)s'))
+            handler._zoo_notes = True
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+
+
 def run_verb(args: argparse.Namespace) -> int:
     """Run the verb `args.func(args)` inside the CLI's error boundary (see the module docstring)."""
     from zoo.errors import describe_user_error, is_user_error
 
     debug = getattr(args, 'debug', False) or os.environ.get('ZOO_DEBUG', '').strip() not in ('', '0')
+    _show_notes()
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -268,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser('info', help='everything about one model: cfg, features, weight sources')
-    p.add_argument('model')
+    p.add_argument('model', help='a model name, with or without its tag (e.g. emov2_1m.in1k)')
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser('bench', help='params, GMACs, activations, latency and throughput')
@@ -313,10 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="don't record the sha256 of the official file and of the converted file in weights/manifest.json")
     c.set_defaults(func=_cmd_weights_convert)
     u = wsub.add_parser('push', help='upload a converted folder to the Hugging Face Hub')
-    u.add_argument('folder')
+    u.add_argument('folder', help='a folder `zoo weights convert` wrote')
     u.add_argument('--repo', required=True, help='ORG/NAME')
     u.add_argument('--dry-run', action='store_true', help='check the folder and print what would be uploaded')
-    u.add_argument('--private', action='store_true')
+    u.add_argument('--private', action='store_true', help='create the Hub repo private')
     u.set_defaults(func=_cmd_weights_push)
 
     p = sub.add_parser('sample', help='sample an image grid from a diffusion denoiser (EDM Heun, guidance, skipping)')
@@ -332,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--skip-ratio', type=fraction, default=0.6, help='steps after this fraction skip (default 0.6)')
     p.add_argument('--img-size', type=positive_int, default=None, help='sample side (default: the model\'s)')
     p.add_argument('--vae', help='diffusers AutoencoderKL (id or folder) to decode latent models')
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default='cpu', help="where to sample: 'cpu' (default), 'cuda', ...")
     p.add_argument('--threads', type=positive_int, default=None, help='torch.set_num_threads')
     p.add_argument('--out', required=True, help='PNG grid to write')
     p.set_defaults(func=_cmd_sample)

@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Typ
 from urllib.error import URLError
 from urllib.parse import urlparse
 
+import logging
+
 import torch
 import timm.models._factory as _timm_factory
 from timm.models import build_model_with_cfg
@@ -45,6 +47,8 @@ __all__ = [
     'url_cache_path', 'sha256sum', 'pickle_needs_code', 'read_run_checkpoint', 'expected_sha256', 'verify_sha256',
     'set_cfg_input_size', 'RUN_CHECKPOINT', 'MANIFEST', 'load_manifest', 'register_family_module',
 ]
+
+_logger = logging.getLogger(__name__)
 
 # the weight hub as data: every published tag's source, sha256 and Hub repo (see zoo.weights)
 MANIFEST = Path(__file__).resolve().parents[1] / 'weights' / 'manifest.json'
@@ -241,6 +245,7 @@ def build_model(
         **kwargs,
 ) -> torch.nn.Module:
     """timm's `build_model_with_cfg`, with the zoo's pre-flight check and clear weight errors."""
+    bare = kwargs.get('pretrained_cfg') is None and not kwargs.get('pretrained_cfg_overlay')
     cfg = resolve_pretrained_cfg(
         variant,
         pretrained_cfg=kwargs.pop('pretrained_cfg', None),
@@ -249,6 +254,9 @@ def build_model(
     tag = _tag(variant, cfg)
     if pretrained:
         _preflight(tag, cfg, kwargs.get('cache_dir'))
+        if bare and cfg.tag:  # a name without a tag loads the first one listed: say which
+            _logger.info("'%s' without a tag loads its default weights '%s' (`zoo list` marks the default; name "
+                         'another tag to choose)', variant, tag)
     # timm reads in_chans from a 3-D (C, H, W) input_size; video cfgs are (C, T, H, W): build with the
     # image view of it, then give the model its full cfg back
     input_size = tuple(cfg.input_size)

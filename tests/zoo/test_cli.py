@@ -64,3 +64,55 @@ def test_console_script_is_installed():
     script = shutil.which('zoo') or str(Path(sys.executable).parent / 'zoo')
     result = subprocess.run([script, '--help'], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and 'bench' in result.stdout and 'weights' in result.stdout
+
+
+def _options_without_help(parser, path):
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options_without_help(sub, path + [name])
+        elif not action.help and not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            yield ' '.join(path), (action.option_strings or [action.dest])[-1]
+
+
+def test_every_argument_of_every_verb_says_what_it_is():
+    from zoo.cli import build_parser
+    assert list(_options_without_help(build_parser(), ['zoo'])) == []
+
+
+def test_version(capsys):
+    import zoo
+    with pytest.raises(SystemExit) as e:
+        main(['--version'])
+    assert e.value.code == 0 and zoo.__version__ in capsys.readouterr().out and zoo.__version__ != '0.0.0+unknown'
+
+
+def test_face_parsers_after_a_plain_import_zoo():
+    """`import zoo` is enough for every model `zoo list` shows, the heads' included (a fresh process)."""
+    import subprocess
+    import sys
+    code = "import zoo; m = zoo.create_model('rtnet50_fcn11', num_classes=3); print(type(m).__name__)"
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == 'RTNet', out.stderr[-2000:]
+
+
+def test_the_default_tag_is_said(capsys, caplog):
+    """A bare name loads one of several published weights: `zoo list` / `info` say which, and loading says so."""
+    assert main(['list', 'emov2_1m']) == 0
+    assert 'in1k_kd (default)' in capsys.readouterr().out
+    assert main(['info', 'emov2_1m']) == 0
+    assert json.loads(capsys.readouterr().out)['default_tag'] == 'in1k_kd'
+    import timm
+    import torch
+    from zoo.hub import url_cache_path
+    for tag in ('emov2_1m.in1k', 'emov2_1m.in1k_kd'):  # both official files, where torch hub keeps downloads
+        path = url_cache_path(timm.models.get_pretrained_cfg(tag).url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(timm.create_model('emov2_1m').state_dict(), path)
+    caplog.set_level('INFO', logger='zoo.hub')
+    timm.create_model('emov2_1m', pretrained=True)
+    assert "'emov2_1m' without a tag loads its default weights 'emov2_1m.in1k_kd'" in caplog.text
+    caplog.clear()
+    timm.create_model('emov2_1m.in1k', pretrained=True)
+    assert 'default weights' not in caplog.text  # a named tag is a choice, not a default
