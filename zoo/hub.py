@@ -184,25 +184,43 @@ def _load_errors(tag: str, source: str, fix: str, path: Optional[Path] = None,
             f"refused ({type(e).__name__}: {e}).", fix) from e
     except SafetensorError as e:
         raise WeightsError(f'{corrupt} (safetensors: {e}).', fix) from e
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as e:
+    except Exception as e:
         msg = str(e)
-        if 'Error(s) in loading state_dict' in msg:
+        if isinstance(e, RuntimeError) and 'Error(s) in loading state_dict' in msg:
             raise WeightsError(
                 f"Checkpoint {source} does not fit '{tag}': {_summarise_mismatch(msg)}",
                 _mismatch_fix(msg, classifier)) from e
+        if not _raised_reading_a_file(e):
+            raise  # not a load failure: a bug
         if _needs_code(e, path):
             raise WeightsError(
                 f"Weights file for '{tag}' ({source}) is a pickle that imports code to load, and the zoo never "
                 "runs code from a checkpoint.", "Convert it once, where you trust it, into safetensors "
                 f"(`zoo weights convert {tag} --checkpoint FILE --out DIR --trust-pickle`) and load that file.") from e
-        if isinstance(e, RuntimeError) and not any(
-                s in msg for s in ('weights_only', 'PytorchStreamReader', 'central directory', 'invalid header')):
-            raise  # not a load failure: a bug
-        if 'weights_only' in msg or isinstance(e, pickle.UnpicklingError):  # torch's wording assumes a good pickle
+        if not isinstance(e, RuntimeError) or 'weights_only' in msg:  # torch's wording assumes a good pickle
             detail = 'neither safetensors nor a readable torch checkpoint'
         else:
             detail = next((line.strip() for line in msg.splitlines() if line.strip()), type(e).__name__)[:200]
         raise WeightsError(f'{corrupt} ({detail}).', fix) from e
+
+
+# where a file's bytes are parsed: any exception raised there is about the file (random bytes make the
+# weights-only unpickler raise UnpicklingError, IndexError, KeyError, ... depending on what it meets)
+_READERS = ('serialization.py', '_weights_only_unpickler.py', 'zipfile', 'pickle.py', 'safetensors')
+
+
+def _raised_reading_a_file(error: Optional[BaseException]) -> bool:
+    """Whether `error`, or the error it was raised from (timm re-raises torch's), came from parsing a file."""
+    import traceback
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (pickle.UnpicklingError, EOFError)):
+            return True
+        if any(any(r in frame.filename for r in _READERS) for frame in traceback.extract_tb(error.__traceback__)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _needs_code(error: BaseException, path: Optional[Path]) -> bool:

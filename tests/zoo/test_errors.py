@@ -49,9 +49,17 @@ def test_weights_error_exits_2_with_one_line(capsys, tmp_path):
     assert not (tmp_path / 'o').exists()
 
 
-def test_corrupt_file_to_weights_convert_is_not_called_a_code_pickle(capsys, tmp_path):
+def _noise(seed: int, size: int = 4096) -> bytes:
+    """Random bytes, the same for a seed: different seeds make torch's unpickler fail in different ways
+    (UnpicklingError, IndexError, ...)."""
+    import random
+    return random.Random(seed).randbytes(size)
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_corrupt_file_to_weights_convert_is_not_called_a_code_pickle(capsys, tmp_path, seed):
     path = tmp_path / 'random.pth'
-    path.write_bytes(os.urandom(4096))
+    path.write_bytes(_noise(seed))
     code, err = _run(capsys, ['weights', 'convert', MODEL + '.vggface2', '--checkpoint', str(path),
                               '--out', str(tmp_path / 'o')])
     _assert_one_line_error(code, err, path, 'corrupt or truncated')
@@ -150,7 +158,7 @@ def test_bad_checkpoint_path_is_a_weights_error_naming_the_file(small_model, tmp
     elif kind == 'truncated.pt':
         _truncated(path, torch.save, small_model.state_dict())
     elif kind == 'random.pth':
-        path.write_bytes(os.urandom(5000))
+        path.write_bytes(_noise(5000))
     elif kind == 'code.pt':
         with open(path, 'wb') as f:
             pickle.dump({'x': _Payload()}, f)
@@ -183,7 +191,7 @@ def test_pickle_needs_code_reads_opcodes_only(tmp_path, capsys):
     tensors = tmp_path / 'tensors.pt'
     torch.save({'w': torch.ones(2)}, tensors)
     noise = tmp_path / 'noise.pth'
-    noise.write_bytes(os.urandom(3000))
+    noise.write_bytes(_noise(3000))
     assert pickle_needs_code(code) and pickle_needs_code(zipped)
     assert not pickle_needs_code(noise)
     assert capsys.readouterr().out == ''  # nothing was unpickled (the payload prints when run)
