@@ -108,6 +108,12 @@ class TrainConfig:
                 raise InputError(f'{name} must be a positive integer, got {getattr(self, name)!r}')
         if not self.lr > 0:
             raise InputError(f'lr must be positive, got {self.lr!r}')
+        from detection.registry import list_detectors
+        if self.model not in list_detectors():
+            raise InputError(f"unknown detector '{self.model}'; choose from {', '.join(list_detectors())}")
+        from zoo.models import is_model, unknown_model_error
+        if not is_model(self.backbone):
+            raise unknown_model_error(self.backbone)
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> 'TrainConfig':

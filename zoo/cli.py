@@ -57,6 +57,7 @@ def _cmd_info(args) -> int:
     name = args.model
     base = name.split('.')[0]
     if not is_model(base):
+        from zoo.models import unknown_model_error
         raise unknown_model_error(name)
     with torch.device('meta'):
         model = create_model(name)
@@ -82,17 +83,6 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def unknown_model_error(name: str):
-    """An `InputError` for a model name no registry knows, with the closest names in the catalogue."""
-    import difflib
-    import zoo
-    from zoo.errors import InputError
-
-    close = difflib.get_close_matches(name.split('.')[0], zoo.catalogue(), n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ''
-    return InputError(f"unknown model '{name}': {hint}`zoo list` shows the catalogue.")
-
-
 def _cmd_bench(args) -> int:
     import zoo
     from zoo import bench
@@ -106,6 +96,7 @@ def _cmd_bench(args) -> int:
         names = zoo.catalogue(args.models)
         if not names:
             unknown = [m for m in args.models if not any(c in m for c in '*?[')]
+            from zoo.models import unknown_model_error
             raise unknown_model_error(unknown[0]) if unknown else InputError(
                 f'no model matches {args.models}; `zoo list` shows the catalogue.')
     else:

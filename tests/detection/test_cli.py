@@ -139,3 +139,17 @@ def test_python_m_detection_has_the_same_boundary(tmp_path, capsys):
     from detection.cli import main
     assert main(['eval', '--checkpoint', str(tmp_path / 'nope.pth')]) == 2
     assert 'nope.pth not found' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('flags, names', [
+    (['--backbone', 'emov2_1mm'], ["unknown model 'emov2_1mm'", "did you mean 'emov2_1m'"]),
+    (['--min-size', '160', '--max-size', '160'], ['max_size (160) must be greater than min_size (160)']),
+    (['--set', 'lr=0'], ['lr must be positive']),
+])
+def test_cli_train_refuses_unworkable_settings_before_any_data(tmp_path, capsys, flags, names):
+    from zoo.cli import main
+    out = tmp_path / 'run'
+    assert main(['detection', 'train', '--data', 'synthetic', '--out', str(out)] + flags) == 2
+    err = capsys.readouterr().err
+    assert all(n in err for n in names) and 'Traceback' not in err, err
+    assert not out.exists()  # nothing generated, nothing written

@@ -220,3 +220,13 @@ def catalogue(patterns: Sequence[str] = ('*',)) -> List[str]:
     for spec in specs:
         names += [m for m in spec.timm_members if m not in names]
     return [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
+
+
+def unknown_model_error(name: str):
+    """An `InputError` for a model name no registry knows, with the closest names of the catalogue."""
+    import difflib
+    from zoo.errors import InputError
+
+    close = difflib.get_close_matches(name.split('.')[0], catalogue(), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ''
+    return InputError(f"unknown model '{name}': {hint}`zoo list` shows the catalogue.")
