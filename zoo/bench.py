@@ -15,8 +15,9 @@ because the first calls of a shape are several times slower; the latency is the 
 throughput is samples per second over all timed calls (their mean), and the spread is (slowest -
 fastest) / median. `max_seconds` bounds each (model, layout, batch) run: warm-up stops after half of
 it and timing after all of it (one call of each at least), so a 0.01 s model gets all its `iters`
-calls and a 10 s one (RTNet at batch 8) one warm-up and one timed call; the `calls` column says how
-many were timed.
+calls and a 10 s one (RTNet at batch 8) one timed call; a call that the smaller batch predicts to
+outlast the whole budget gets no warm-up (its first-call costs are a small part of it). The `calls`
+column says how many were timed.
 
 `representatives()` is the default set of `zoo bench` (and `make demo`): one model per family, the
 family's `demo` model or its smallest, so every family shows in a couple of minutes.
@@ -34,7 +35,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ['BenchResult', 'LARGE_PARAMS', 'representatives', 'example_inputs', 'to_channels_last', 'count_params',
+__all__ = ['BenchResult', 'LARGE_PARAMS', 'PRECISIONS', 'matmul_peak', 'representatives', 'example_inputs', 'to_channels_last', 'count_params',
            'count_macs', 'count_macs_meta', 'bench_model', 'run', 'machine', 'format_table', 'write_csv', 'write_json',
            'plot_pareto']
 
@@ -59,6 +60,9 @@ class BenchResult:
     throughput: float = float('nan')
     spread_pct: float = float('nan')
     calls: int = 0
+    precision: str = 'fp32'
+    gflops: float = float('nan')  # achieved: 2 x GMACs x samples/s
+    peak_gflops: float = float('nan')  # this machine's matmul rate in that precision (`matmul_peak`)
     params: int = 0
     threads: int = 0
     device: str = 'cpu'
@@ -200,9 +204,15 @@ def bench_model(
         iters: int = 10,
         img_size: Optional[int] = None,
         max_seconds: Optional[float] = None,
+        precision: str = 'fp32',
 ) -> Tuple[float, float, float, int]:
-    """(median latency ms, samples/s, spread in % of the median, timed calls) of `model` at `batch_size`."""
+    """(median latency ms, samples/s, spread in % of the median, timed calls) of `model` at `batch_size`;
+    `precision='bf16'` runs it under bfloat16 autocast (the weights keep their dtype)."""
     inputs = _to_layout(example_inputs(model, batch_size, img_size), channels_last)
+    weights_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    inputs = tuple(x.to(weights_dtype) if torch.is_tensor(x) and x.is_floating_point() else x for x in inputs)
+    device_type = next((p.device.type for p in model.parameters()), 'cpu')
+    autocast = _autocast(precision, device_type)
     if channels_last:
         model = to_channels_last(model)
     fn = torch.compile(model) if compile else model
@@ -210,7 +220,8 @@ def bench_model(
         model.train()
 
         def step():
-            out = fn(*inputs)
+            with autocast():
+                out = fn(*inputs)
             out = out[0] if isinstance(out, (tuple, list)) else out
             out.float().mean().backward()
             model.zero_grad(set_to_none=True)
@@ -218,12 +229,43 @@ def bench_model(
         model.eval()
 
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 fn(*inputs)
     times = _time_calls(step, warmup, iters, max_seconds)
     median = statistics.median(times)
     spread = 100.0 * (max(times) - min(times)) / median if median > 0 else float('nan')
     return median * 1e3, batch_size * len(times) / sum(times), spread, len(times)
+
+
+PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+
+
+def _autocast(precision: str, device_type: str = 'cpu'):
+    """A context for `precision`: bfloat16 autocast for 'bf16' (CPU: oneDNN's AMX / AVX-512 bf16 kernels), none for
+    'fp32'."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return lambda: torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+
+
+_PEAKS: dict = {}
+
+
+def matmul_peak(precision: str = 'fp32', size: int = 1024, seconds: float = 0.3) -> float:
+    """GFLOP/s of a square matmul in `precision` on this machine with the current threads (measured once per
+    precision and thread count): the ceiling a model's achieved GFLOP/s is read against."""
+    key = (precision, torch.get_num_threads())
+    if key not in _PEAKS:
+        dtype = PRECISIONS[precision]
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        for _ in range(3):
+            a @ b
+        calls, start = 0, time.perf_counter()
+        while calls < 3 or time.perf_counter() - start < seconds:
+            a @ b
+            calls += 1
+        _PEAKS[key] = 2 * size ** 3 * calls / (time.perf_counter() - start) / 1e9
+    return _PEAKS[key]
 
 
 def run(
@@ -240,13 +282,17 @@ def run(
         fuse: bool = False,
         max_seconds: Optional[float] = None,
         include_large: bool = False,
+        precision: str = 'fp32',
+        weights_dtype: str = 'fp32',
 ) -> List[BenchResult]:
     """Measure every model in `names`: one row per model x layout x batch size.
 
     `fuse` times the model after `timm.utils.reparameterize_model` (BatchNorm folding, merged branches)
     for inference; params and GMACs are always those of the model as defined. Models over `LARGE_PARAMS`
     get one row with params and GMACs counted on the meta device and a note, unless `include_large`.
-    `max_seconds` bounds each timed run (see the module docstring).
+    `max_seconds` bounds each timed run (see the module docstring). `precision='bf16'` times under bfloat16
+    autocast, `weights_dtype='bf16'` casts the weights too; each row carries the achieved GFLOP/s and the
+    machine's matmul rate in that precision (`matmul_peak`).
     """
     from tqdm.auto import tqdm
     from zoo.models import create_model
@@ -276,7 +322,8 @@ def run(
         model = create_model(name).eval()
         inputs = example_inputs(model, 1, img_size)
         gmacs, acts = count_macs(model, inputs)
-        base.update(gmacs=gmacs, acts_m=acts)
+        base.update(gmacs=gmacs, acts_m=acts, precision=precision)
+        model = model.to(PRECISIONS[weights_dtype])
         if not speed:
             results.append(BenchResult(**base))
             bar.update()
@@ -285,14 +332,20 @@ def run(
             from timm.utils import reparameterize_model
             model = reparameterize_model(model, inplace=True)
         for cl in layouts:
-            for bs in batch_sizes:
+            per_sample = None  # seconds a sample took at the last batch size of this layout
+            for bs in sorted(batch_sizes):
+                # a call expected to outlast the whole budget gets no warm-up: its one-time costs (the first
+                # call of a shape) are then a small part of it, and a warm-up would double the run
+                long_call = max_seconds is not None and per_sample is not None and per_sample * bs > max_seconds
                 latency, throughput, spread, calls = bench_model(
-                    model, bs, channels_last=cl, train=train, compile=compile, warmup=warmup, iters=iters,
-                    img_size=img_size, max_seconds=max_seconds)
+                    model, bs, channels_last=cl, train=train, compile=compile, warmup=0 if long_call else warmup,
+                    iters=iters, img_size=img_size, max_seconds=max_seconds, precision=precision)
+                per_sample = latency / 1e3 / bs
                 results.append(BenchResult(
                     **base, mode='train' if train else 'infer', layout='channels_last' if cl else 'nchw',
                     batch=bs, compiled=compile, fused=fuse and not train, latency_ms=latency, throughput=throughput,
-                    spread_pct=spread, calls=calls))
+                    spread_pct=spread, calls=calls, gflops=2 * gmacs * throughput * (3 if train else 1),
+                    peak_gflops=matmul_peak(precision)))
                 bar.update()
             model = model.to(memory_format=torch.contiguous_format)
     bar.close()
@@ -313,6 +366,7 @@ _COLUMNS = (
     ('acts_m', 'acts (M)', '{:.2f}'), ('input', 'input', '{}'), ('mode', 'mode', '{}'), ('layout', 'layout', '{}'),
     ('fused', 'fused', '{}'), ('batch', 'batch', '{}'), ('latency_ms', 'latency (ms)', '{:.1f}'),
     ('spread_pct', 'spread %', '{:.0f}'), ('calls', 'calls', '{}'), ('throughput', 'samples/s', '{:.1f}'),
+    ('precision', 'precision', '{}'), ('gflops', 'GFLOP/s', '{:.0f}'), ('peak_gflops', 'matmul peak', '{:.0f}'),
 )
 
 
@@ -326,7 +380,8 @@ def format_table(results: Iterable[BenchResult]) -> str:
     lines = [
         f"{where['device']}, torch {where['torch']}. GMACs = multiply-accumulates per sample (the papers' "
         '"FLOPs"), fvcore, batch 1, default input; latency = median call, samples/s = mean over the timed '
-        'calls, spread = (slowest - fastest) / median',
+        'calls, spread = (slowest - fastest) / median; GFLOP/s = 2 x GMACs x samples/s (x3 training), against '
+        "this machine's square-matmul rate in the same precision",
         '  '.join(h.ljust(w) for h, w in zip(header, widths)),
         '  '.join('-' * w for w in widths),
     ]

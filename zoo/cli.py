@@ -108,7 +108,7 @@ def _cmd_bench(args) -> int:
         names, batch_sizes=args.batch_size, channels_last=args.channels_last, train=args.train,
         compile=args.compile, warmup=args.warmup, iters=args.iters, img_size=args.img_size,
         speed=not args.no_speed, progress=not args.quiet, fuse=args.fuse, max_seconds=args.max_seconds,
-        include_large=args.include_large)
+        include_large=args.include_large, precision=args.precision, weights_dtype=args.weights_dtype)
     print(bench.format_table(results))
     if args.csv:
         bench.write_csv(results, args.csv)
@@ -288,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--include-large', action='store_true',
                    help=f'also time models over {LARGE_PARAMS // 10**6}M params (default: params and GMACs only, counted on the '
                         'meta device)')
+    p.add_argument('--precision', choices=('fp32', 'bf16'), default='fp32',
+                   help='fp32 (default), or bf16 autocast (the CPU\'s AMX / AVX-512 bf16 units, CUDA\'s tensor cores)')
+    p.add_argument('--weights-dtype', choices=('fp32', 'bf16'), default='fp32',
+                   help='dtype of the weights (default fp32; autocast keeps fp32 weights)')
     p.add_argument('--max-seconds', type=positive_float, default=None,
                    help='bound each timed run: warm-up stops after half of it, timing after all of it (one call '
                         'of each at least; default: no bound)')

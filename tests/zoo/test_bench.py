@@ -106,3 +106,31 @@ def test_max_seconds_bounds_warmup_and_timing(monkeypatch):
     calls.clear()
     assert len(bench._time_calls(step, warmup=3, iters=100, max_seconds=0.001)) == 1 and len(calls) == 2
     assert len(bench._time_calls(step, warmup=1, iters=3)) == 3  # no bound: all the calls asked for
+
+
+def test_bf16_precision_is_timed_and_carries_its_rates():
+    fp32, bf16 = (bench.run(['emov2_1m'], batch_sizes=[2], warmup=0, iters=1, img_size=64, progress=False,
+                            precision=p)[0] for p in ('fp32', 'bf16'))
+    assert (fp32.precision, bf16.precision) == ('fp32', 'bf16')
+    for r in (fp32, bf16):
+        assert r.gflops == pytest.approx(2 * r.gmacs * r.throughput) and r.peak_gflops > 0
+    assert bench.matmul_peak('bf16') > 0 and 'precision' in bench.format_table([fp32, bf16])
+    weights = bench.run(['emov2_1m'], batch_sizes=[1], warmup=0, iters=1, img_size=64, progress=False,
+                        weights_dtype='bf16')[0]
+    assert weights.throughput > 0
+    with pytest.raises(ValueError, match='precision'):
+        bench.run(['emov2_1m'], batch_sizes=[1], warmup=0, iters=1, img_size=64, progress=False, precision='fp8')
+
+
+def test_a_call_expected_to_outlast_the_budget_gets_no_warmup(monkeypatch):
+    seen = []
+
+    def fake_bench_model(model, bs, warmup, max_seconds, **kwargs):
+        seen.append((bs, warmup))
+        return 1000.0 * bs * 0.3, 1 / 0.3, 0.0, 1  # 0.3 s a sample
+    monkeypatch.setattr(bench, 'bench_model', fake_bench_model)
+    bench.run(['ninformer_mnist'], batch_sizes=[8, 1], warmup=3, progress=False, max_seconds=1.0)
+    assert seen == [(1, 3), (8, 0)]  # batch 1 warms up; batch 8 (2.4 s expected > 1 s budget) does not
+    seen.clear()
+    bench.run(['ninformer_mnist'], batch_sizes=[1, 8], warmup=3, progress=False)  # no budget: always warm up
+    assert seen == [(1, 3), (8, 3)]
