@@ -71,24 +71,19 @@ class BenchResult:
 
 def representatives() -> List[str]:
     """One model per family: its `demo` model where the family names one, else its smallest by params."""
-    from zoo.models import catalogue, create_model, families
+    from zoo.models import catalogue, create_model, families, family_of
 
+    members: dict = {}
+    for model in catalogue():
+        members.setdefault(family_of(model), []).append(model)
     chosen = []
     for name, spec in families().items():
-        demo = getattr(spec, 'demo', None)
-        if demo:
-            chosen.append(demo)
-            continue
-        members = [m for m in catalogue() if _family(m) == name]
-        if members:
+        if spec.demo:
+            chosen.append(spec.demo)
+        elif members.get(name):
             with torch.device('meta'):
-                chosen.append(min(members, key=lambda m: count_params(create_model(m))))
+                chosen.append(min(members[name], key=lambda m: count_params(create_model(m))))
     return chosen
-
-
-def _family(name: str) -> Optional[str]:
-    from zoo.models import family_of
-    return family_of(name)
 
 
 def example_inputs(model: torch.nn.Module, batch_size: int = 1, img_size: Optional[int] = None) -> Tuple:
@@ -295,7 +290,7 @@ def run(
     machine's matmul rate in that precision (`matmul_peak`).
     """
     from tqdm.auto import tqdm
-    from zoo.models import create_model
+    from zoo.models import create_model, family_of
 
     layouts = [False, True] if channels_last else [False]
     device = machine()['device']
@@ -307,7 +302,7 @@ def run(
         with torch.device('meta'):
             model = create_model(name)
         n_params = count_params(model)
-        family = _family(name) or 'timm'
+        family = family_of(name) or 'timm'
         inputs = example_inputs(model, 1, img_size)
         base = dict(model=name, family=family, params=n_params, params_m=n_params / 1e6,
                     input='x'.join(str(s) for s in inputs[0].shape[1:]), threads=torch.get_num_threads(),
@@ -357,7 +352,7 @@ def machine() -> dict:
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name()
     else:
-        device = f'cpu ({platform.machine()}, {torch.get_num_threads()} threads)'
+        device = f'cpu ({platform.machine()})'
     return dict(device=device, threads=torch.get_num_threads(), torch=torch.__version__)
 
 
@@ -378,7 +373,7 @@ def format_table(results: Iterable[BenchResult]) -> str:
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     where = machine()
     lines = [
-        f"{where['device']}, torch {where['torch']}. GMACs = multiply-accumulates per sample (the papers' "
+        f"{where['device']}, {where['threads']} threads, torch {where['torch']}. GMACs = multiply-accumulates per sample (the papers' "
         '"FLOPs"), fvcore, batch 1, default input; latency = median call, samples/s = mean over the timed '
         'calls, spread = (slowest - fastest) / median; GFLOP/s = 2 x GMACs x samples/s (x3 training), against '
         "this machine's square-matmul rate in the same precision",

@@ -50,9 +50,8 @@ def _cmd_list(args) -> int:
 
 def _cmd_info(args) -> int:
     import zoo
-    from zoo.hub import describe_source
+    from zoo.hub import MANIFEST, describe_source, load_manifest
     from zoo.models import create_model, get_pretrained_cfg, is_model, list_pretrained, model_entrypoint
-    from zoo.hub import MANIFEST, load_manifest
 
     name = args.model
     base = name.split('.')[0]
@@ -147,7 +146,7 @@ def _cmd_weights_push(args) -> int:
 def _cmd_sample(args) -> int:
     import timm
     from zoo import diffusion
-    from zoo.errors import WeightsError
+    from zoo.errors import InputError, WeightsError
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,34 +157,28 @@ def _cmd_sample(args) -> int:
         raise e.with_fix('Give a converted or official checkpoint with --checkpoint FILE, or leave it out to '
                          'sample a randomly initialised model.') from e.__cause__
     if not hasattr(model, 'sigma_data'):
-        print(f"error: '{args.model}' is not a diffusion denoiser; `zoo sample` runs EDM denoisers (lego_*).",
-              file=sys.stderr)
-        return 2
+        raise InputError(f"'{args.model}' is not a diffusion denoiser; `zoo sample` runs EDM denoisers (lego_*).")
     if not args.checkpoint:
         print('warning: no --checkpoint: sampling a randomly initialised model', file=sys.stderr)
     model = model.to(args.device).eval()
     schedule = None
     if args.skip_bricks:
-        try:
-            schedule = diffusion.BrickSchedule.skip_top(model.num_bricks, args.skip_ratio, args.skip_bricks)
-        except ValueError as e:
-            print(f'error: {e}', file=sys.stderr)
-            return 2
+        schedule = diffusion.BrickSchedule.skip_top(model.num_bricks, args.skip_ratio, args.skip_bricks)
     seeds = list(range(args.seed, args.seed + args.num))
     try:
         samples = diffusion.generate(
             model, seeds, class_idx=args.class_idx, img_size=args.img_size, device=args.device, num_steps=args.steps,
             cfg_scale=args.cfg_scale, schedule=schedule)
-    except ValueError as e:  # a class or guidance for an unconditional model, a bad size or step count
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    except ValueError as e:  # a size the model cannot take (diffusion's own checks raise InputError already)
+        if isinstance(e, InputError):
+            raise
+        raise InputError(str(e)) from e
     if samples.shape[1] == 4:  # SD-VAE latents x 0.18215
         if args.vae:
             try:
                 from diffusers.models import AutoencoderKL
             except ImportError:
-                print('error: --vae needs diffusers (pip install diffusers)', file=sys.stderr)
-                return 2
+                raise InputError('--vae needs diffusers (pip install diffusers)') from None
             vae = AutoencoderKL.from_pretrained(args.vae).to(args.device)
             with torch.no_grad():
                 samples = vae.decode((samples / 0.18215).float()).sample
@@ -361,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _unavailable(name: str, error: Exception) -> int:
-    print(f"error: `zoo {name}` needs an optional extra that is not installed ({error}).", file=sys.stderr)
-    return 2
+    from zoo.errors import InputError
+    raise InputError(f"`zoo {name}` needs an optional extra that is not installed ({error}).")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

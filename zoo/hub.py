@@ -21,6 +21,7 @@ Loading itself is timm's (`build_model_with_cfg` -> `load_pretrained`) and huggi
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
 import pickle
 import pickletools
@@ -31,8 +32,6 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Typ
 from urllib.error import URLError
 from urllib.parse import urlparse
 
-import logging
-
 import torch
 import timm.models._factory as _timm_factory
 from timm.models import build_model_with_cfg
@@ -40,12 +39,12 @@ from timm.models._builder import _resolve_pretrained_source, resolve_pretrained_
 from timm.models._helpers import load_state_dict as _timm_load_state_dict
 from timm.models._pretrained import PretrainedCfg
 
-from zoo.errors import WeightsError
+from zoo.errors import InputError, WeightsError
 
 __all__ = [
     'WeightsError', 'build_model', 'load_checkpoint', 'unwrap_state_dict', 'is_offline', 'describe_source',
     'url_cache_path', 'sha256sum', 'pickle_needs_code', 'read_run_checkpoint', 'expected_sha256', 'verify_sha256',
-    'set_cfg_input_size', 'RUN_CHECKPOINT', 'MANIFEST', 'load_manifest', 'register_family_module',
+    'set_cfg_input_size', 'RUN_CHECKPOINT', 'MANIFEST', 'load_manifest', 'register_family_module', 'family_filter',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -321,12 +320,14 @@ def _hub_cached_file(loc: str, cache_dir=None) -> Optional[Path]:
     return Path(found) if isinstance(found, str) else None
 
 
-def expected_sha256(tag: str, kind: str, path: Optional[Path]) -> Optional[str]:
-    """The manifest's sha256 for the file `tag` loads from a `kind` source: `converted_sha256` for our Hub
-    file, `sha256` for the official file (a URL download, or a local copy with the official file name)."""
-    if path is None or not MANIFEST.is_file():
+def expected_sha256(tag: str, kind: str, path: Optional[Path], manifest: Optional[Path] = None) -> Optional[str]:
+    """The sha256 `manifest` (default: the project's) records for the file `tag` loads from a `kind` source:
+    `converted_sha256` for our Hub file, `sha256` for the official file (a URL download, or a local copy with
+    the official file name)."""
+    manifest = Path(manifest or MANIFEST)
+    if path is None or not manifest.is_file():
         return None
-    entry = load_manifest().get(tag) or {}
+    entry = load_manifest(manifest).get(tag) or {}
     if kind == 'hf-hub':
         return entry.get('converted_sha256')
     if kind in ('url', 'file') and entry.get('file') == Path(path).name:
@@ -354,7 +355,6 @@ def verify_sha256(tag: str, path: Optional[Path], kind: str) -> None:
 def set_cfg_input_size(model: torch.nn.Module, img_size) -> Tuple[int, int]:
     """Record a new default input side (int) or (H, W) in the model's pretrained cfg, as timm's
     `set_input_size` does, so `timm.data.resolve_data_config` and `zoo bench` use it; returns (H, W)."""
-    from zoo.errors import InputError
     size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
         raise InputError(f'img_size must be a positive int or (H, W), got {img_size!r}')
@@ -369,8 +369,6 @@ def read_run_checkpoint(path, required: Sequence[str] = ('model',), what: str = 
     """A checkpoint a training run wrote (read with `torch.load(weights_only=True)`), or an error naming the
     file: `InputError` when it is missing or not `what` (lacks a `required` key), `WeightsError` when it is
     corrupt, truncated or a pickle of code."""
-    from zoo.errors import InputError
-
     path = Path(path)
     if not path.is_file():
         near = sorted(p.name for p in path.parent.glob(path.stem + '.*') if p.is_file()) if path.parent.is_dir() else []
@@ -385,7 +383,7 @@ def read_run_checkpoint(path, required: Sequence[str] = ('model',), what: str = 
     return state
 
 
-def _family_filter(model: torch.nn.Module) -> Optional[Callable]:
+def family_filter(model: torch.nn.Module) -> Optional[Callable]:
     """The `checkpoint_filter_fn` of the module that defines `model`'s class, if any."""
     return getattr(sys.modules.get(type(model).__module__), 'checkpoint_filter_fn', None)
 
@@ -420,7 +418,7 @@ def load_checkpoint(model: torch.nn.Module, checkpoint_path, use_ema: bool = Tru
         raise WeightsError(f"checkpoint_path for '{tag}' not found: {path}.", fix)
     with _load_errors(tag, f'checkpoint_path {path}', fix, path, cfg.get('classifier')):
         state_dict = _timm_load_state_dict(str(path), use_ema, device=device, weights_only=weights_only)
-        filter_fn = filter_fn or _family_filter(model)
+        filter_fn = filter_fn or family_filter(model)
         if filter_fn is not None:
             state_dict = filter_fn(state_dict, model)
         return model.load_state_dict(state_dict, strict=strict)

@@ -110,16 +110,13 @@ def load_trusted_pickle(checkpoint: Path, code_path: Sequence = ()) -> Dict[str,
 
 def _load_into(tag: str, state_dict: Dict[str, torch.Tensor]):
     """`tag`'s model with `state_dict` loaded strictly through its family's checkpoint_filter_fn."""
-    import sys
     from zoo.models import create_model
     model = create_model(tag)
-    filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
+    filter_fn = hub.family_filter(model)
     if filter_fn is not None:
         state_dict = filter_fn(state_dict, model)
-    try:
+    with hub._load_errors(tag, 'unpickled with trust_pickle', '', classifier=model.pretrained_cfg.get('classifier')):
         model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as e:
-        raise WeightsError(f"Checkpoint does not fit '{tag}': {str(e)[:600]} Pick the matching model name.") from e
     return model
 
 
@@ -134,9 +131,8 @@ def convert(tag: str, checkpoint: Path, out: Path, trust_pickle: bool = False, c
     checkpoint, out = Path(checkpoint), Path(out)
     if not checkpoint.is_file():
         raise WeightsError(f'Checkpoint not found: {checkpoint}.', 'Give the path of the official file with --checkpoint.')
-    from zoo.hub import expected_sha256
-    source_digest = sha256sum(checkpoint)
-    expected = expected_sha256(tag, 'file', checkpoint) if manifest else None
+    source_digest = sha256sum(checkpoint) if manifest else None  # read only to be checked and recorded
+    expected = hub.expected_sha256(tag, 'file', checkpoint, manifest) if manifest else None
     if expected and expected != source_digest:
         raise WeightsError(
             f"{checkpoint} has sha256 {source_digest}, not the {expected} that {manifest} records for '{tag}'s "
@@ -154,7 +150,7 @@ def convert(tag: str, checkpoint: Path, out: Path, trust_pickle: bool = False, c
     out.mkdir(parents=True, exist_ok=True)
     save_for_hf(model, str(out), safe_serialization=True)
     digest = sha256sum(out / 'model.safetensors')
-    entry = load_manifest().get(tag) if hub.MANIFEST.is_file() else None
+    entry = load_manifest(manifest).get(tag) if (manifest or hub.MANIFEST).is_file() else None
     (out / 'README.md').write_text(render_card(tag, model, digest, entry))
     if manifest and entry and entry.get('file') == checkpoint.name:
         record_sha256(tag, source_digest, digest, manifest)

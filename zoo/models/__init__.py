@@ -57,8 +57,8 @@ FAMILIES: Dict[str, Family] = {
     'spartan': Family(spartan.__name__),
     # one entry per family module
 }
-for _family in FAMILIES.values():  # their models load checkpoint_path= through their checkpoint_filter_fn
-    register_family_module(_family.module)
+for _spec in FAMILIES.values():  # their models load checkpoint_path= through their checkpoint_filter_fn
+    register_family_module(_spec.module)
 
 
 # the zoo's own registry: models that are not classifiers of their input, by name
