@@ -35,6 +35,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
+from .precision import PRECISIONS, autocast, check_precision
+
 __all__ = ['BenchResult', 'LARGE_PARAMS', 'PRECISIONS', 'matmul_peak', 'representatives', 'example_inputs', 'to_channels_last', 'count_params',
            'count_macs', 'count_macs_meta', 'bench_model', 'run', 'machine', 'format_table', 'write_csv', 'write_json',
            'plot_pareto']
@@ -206,8 +208,7 @@ def bench_model(
     inputs = _to_layout(example_inputs(model, batch_size, img_size), channels_last)
     weights_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     inputs = tuple(x.to(weights_dtype) if torch.is_tensor(x) and x.is_floating_point() else x for x in inputs)
-    device_type = next((p.device.type for p in model.parameters()), 'cpu')
-    autocast = _autocast(precision, device_type)
+    check_precision(precision)
     if channels_last:
         model = to_channels_last(model)
     fn = torch.compile(model) if compile else model
@@ -215,7 +216,7 @@ def bench_model(
         model.train()
 
         def step():
-            with autocast():
+            with autocast(precision, model):
                 out = fn(*inputs)
             out = out[0] if isinstance(out, (tuple, list)) else out
             out.float().mean().backward()
@@ -224,23 +225,12 @@ def bench_model(
         model.eval()
 
         def step():
-            with torch.inference_mode(), autocast():
+            with torch.inference_mode(), autocast(precision, model):
                 fn(*inputs)
     times = _time_calls(step, warmup, iters, max_seconds)
     median = statistics.median(times)
     spread = 100.0 * (max(times) - min(times)) / median if median > 0 else float('nan')
     return median * 1e3, batch_size * len(times) / sum(times), spread, len(times)
-
-
-PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16}
-
-
-def _autocast(precision: str, device_type: str = 'cpu'):
-    """A context for `precision`: bfloat16 autocast for 'bf16' (CPU: oneDNN's AMX / AVX-512 bf16 kernels), none for
-    'fp32'."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    return lambda: torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == 'bf16')
 
 
 _PEAKS: dict = {}

@@ -1,0 +1,40 @@
+"""One precision switch for every path that runs a model: bench, face parsing, detection, sampling.
+
+`fp32` runs as built. `bf16` runs under `torch.autocast(dtype=torch.bfloat16)`: on this kind of CPU, oneDNN
+sends convolutions and matmuls to the AMX / AVX-512 bf16 units and keeps reductions (norms, softmax) in
+fp32, as autocast's op lists say; on CUDA, the tensor cores. Weights keep their dtype; callers that want bf16
+weights too cast the model themselves (`zoo bench --weights-dtype bf16`).
+"""
+import contextlib
+from typing import Union
+
+import torch
+
+from .errors import InputError
+
+__all__ = ['PRECISIONS', 'autocast', 'check_precision', 'device_type_of']
+
+PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise InputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}: pass fp32 or bf16")
+    return precision
+
+
+def device_type_of(where: Union[torch.nn.Module, torch.Tensor, torch.device, str, None]) -> str:
+    """'cpu' / 'cuda' / ... of a module's first parameter, a tensor or a device."""
+    if isinstance(where, torch.nn.Module):
+        where = next((p.device for p in where.parameters()), torch.device('cpu'))
+    elif torch.is_tensor(where):
+        where = where.device
+    return torch.device(where or 'cpu').type
+
+
+def autocast(precision: str = 'fp32', device: Union[torch.nn.Module, torch.Tensor, torch.device, str, None] = 'cpu'):
+    """A context manager that runs the enclosed forward in `precision` on `device` (a module, tensor or device)."""
+    check_precision(precision)
+    if precision == 'fp32':
+        return contextlib.nullcontext()
+    return torch.autocast(device_type_of(device), dtype=PRECISIONS[precision])
