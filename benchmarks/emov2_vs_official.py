@@ -3,10 +3,12 @@
 The official code is not part of this project: point --official at a checkout of zhangzjn/EMOv2 (the
 folder holding `model/lib_emo/emo2.py`), kept outside the repo; it needs `einops` installed.
 
-    python benchmarks/emov2_vs_official.py --official /tmp/emov2_official --models emov2_1m emov2_5m
+    python benchmarks/emov2_vs_official.py --official /tmp/official/emov2 --models emov2_1m emov2_5m
 
-Checks that both give the same logits on the same (random, perturbed) weights, then times eager CPU
-inference at each batch size, NCHW and channels_last, after warm-up.
+Checks that both give the same logits on the same (random, perturbed) weights (and how far ours in bf16
+is from them), then times eager CPU inference at each batch size, NCHW and channels_last, after warm-up:
+the official code in fp32, ours in each `--precision` (fp32, bf16 autocast; default both), and prints
+ours / official in the best layout of each (`common.py`).
 """
 import argparse
 import importlib
@@ -17,9 +19,10 @@ import timm
 import torch
 
 import zoo  # noqa: F401
-from zoo.bench import _time_calls
 from zoo.models.emov2 import checkpoint_filter_fn
 from zoo.testing import relative_error
+
+import common  # benchmarks/common.py
 
 OFFICIAL_BUILDERS = {
     'emov2_1m': 'EMO2_1M_k5_hybrid', 'emov2_2m': 'EMO2_2M_k5_hybrid', 'emov2_5m': 'EMO2_5M_k5_hybrid',
@@ -50,16 +53,24 @@ def perturb(model: torch.nn.Module):
                 b.uniform_(0.5, 1.5)
 
 
+class Logits(torch.nn.Module):
+    """The official model's logits (its forward returns `{'out': logits, 'out_kd': logits}`)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)['out']
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--official', required=True, help='EMOv2 checkout (outside this repo)')
     parser.add_argument('--models', nargs='+', default=['emov2_1m', 'emov2_2m', 'emov2_5m'])
-    parser.add_argument('--batch-size', nargs='+', type=int, default=[1, 32])
-    parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--iters', type=int, default=10)
-    parser.add_argument('--threads', type=int, default=2)
+    common.add_arguments(parser, batch_size=(1, 32), warmup=3, iters=10)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    common.setup(parser, args)
     emo2 = load_official(args.official)
 
     for name in args.models:
@@ -70,30 +81,16 @@ def main():
         size = ours.pretrained_cfg['input_size'][-1]
         x = torch.randn(2, 3, size, size)
         with torch.inference_mode():
-            err = relative_error(ours(x), official(x)['out'])
-        print(f'{name}: max relative difference of logits {err:.2e} (fixture tolerance 1e-4)')
-        print(f'{"batch":>5}  {"layout":>13}  {"official img/s":>14}  {"ours img/s":>10}  {"ours/official":>13}')
-        best = {}
-        for bs in args.batch_size:
-            x = torch.randn(bs, 3, size, size)
-            for channels_last in (False, True):
-                fmt = torch.channels_last if channels_last else torch.contiguous_format
-                xin = x.contiguous(memory_format=fmt)
-                speeds = []
-                for model in (official, ours):
-                    model = model.to(memory_format=fmt)
-
-                    def step():
-                        with torch.inference_mode():
-                            model(xin)
-                    speeds.append(bs / _time_calls(step, args.warmup, args.iters)[1])
-                layout = 'channels_last' if channels_last else 'nchw'
-                print(f'{bs:>5}  {layout:>13}  {speeds[0]:>14.1f}  {speeds[1]:>10.1f}  {speeds[1] / speeds[0]:>13.2f}')
-                for who, s in zip(('official', 'ours'), speeds):
-                    best[(who, bs)] = max(best.get((who, bs), 0.0), s)
-        for bs in args.batch_size:
-            print(f'{name} batch {bs}, best layout of each: ours / official = '
-                  f'{best[("ours", bs)] / best[("official", bs)]:.2f}')
+            ref = official(x)['out']
+            err = relative_error(ours(x), ref)
+        print(f'\n{name}: max relative difference of logits {err:.2e} (fixture tolerance 1e-4)')
+        errors = common.precision_errors(ours, (x,), ref, args.precision)
+        if errors:
+            print(f'{name}: ours vs the official fp32 logits: {common.format_errors(errors)}')
+        results = common.compare(
+            [common.Contender('official', Logits(official), official=True), common.Contender('ours', ours)],
+            lambda bs: (torch.randn(bs, 3, size, size),), args, unit='img/s')
+        results.print_ratios(name)
 
 
 if __name__ == '__main__':
