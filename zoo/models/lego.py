@@ -139,6 +139,19 @@ for _fn in ('_check_input', '_sigma_column', '_with_coords', '_label_one_hot', '
     torch.fx.wrap(_fn)
 
 
+def _embed_patches(x: torch.Tensor, embed: PatchEmbed) -> torch.Tensor:
+    """`embed`'s stride-p p x p convolution as one matmul over the unfolded patches: (B, C, H, W) -> (B, H/p, W/p, D).
+
+    The same sums as the convolution (its weight read as D x (C p p)), and what the bf16 path needs: oneDNN's bf16
+    convolution (torch 2.14, AMX) returns wrong numbers for a stride-8 8 x 8 kernel over 8 channels (brick 1 of
+    the PG / PR models; relative error ~1 against fp32, tests/zoo/test_bf16.py), where a matmul is exact to bf16."""
+    p = embed.patch_size[0]
+    b, c, h, w = x.shape
+    patches = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h // p, w // p, c * p * p)
+    proj = embed.proj
+    return embed.norm(F.linear(patches, proj.weight.flatten(1), proj.bias))
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
 
@@ -229,7 +242,7 @@ class LegoBrick(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        tokens = _to_regions(self.patch_embed(x), self.grid) + self.pos_embed
+        tokens = _to_regions(_embed_patches(x, self.patch_embed), self.grid) + self.pos_embed
         for block in self.blocks:
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 tokens = torch.utils.checkpoint.checkpoint(block, tokens, c, use_reentrant=False)
