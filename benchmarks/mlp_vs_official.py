@@ -6,13 +6,15 @@ The official code is not part of this project: point the flags at checkouts kept
                        training when imported, so the image classifier it defines is rebuilt here)
 Both need `einops` importable (`pip install einops`, or put a folder holding it on PYTHONPATH).
 
-    python benchmarks/mlp_vs_official.py --official-raftmlp /tmp/raftmlp_official \\
-        --official-ninformer /tmp/ninformer_official --batch-size 1 32
+    python benchmarks/mlp_vs_official.py --official-raftmlp /tmp/official/raftmlp \\
+        --official-ninformer /tmp/official/ninformer --batch-size 1 32
 
 For each model it first checks that both give the same logits on the same random weights (perturbed, so
-that no LayerNorm is the identity), then times eager CPU inference for each batch size in NCHW and
-channels_last after warm-up. For RaftMLP it also times ours after `timm.utils.reparameterize_model`
-(embedding kernels merged into one convolution).
+that no LayerNorm is the identity), and how far ours in bf16 is from them, then times eager CPU inference
+for each batch size in NCHW and channels_last after warm-up: the official model in fp32, ours in each
+`--precision` (fp32, bf16 autocast; default both), and prints ours / official in the best layout of each
+(`common.py`). For RaftMLP it also times ours after `timm.utils.reparameterize_model` (`fused`: embedding
+kernels merged into one convolution).
 """
 import argparse
 import importlib
@@ -24,10 +26,11 @@ import torch.nn as nn
 from timm.utils import reparameterize_model
 
 import zoo  # noqa: F401
-from zoo.bench import _time_calls
 from zoo.models import ninformer as zoo_ninformer
 from zoo.models import raftmlp as zoo_raftmlp
 from zoo.testing import relative_error
+
+import common  # benchmarks/common.py
 
 # configs/settings/imagenet-raft-mlp-cross-mlp-emb-{s,m,l}.yaml
 RAFTMLP_DIMS = {
@@ -100,32 +103,15 @@ def compare(title, official, ours, filter_fn, img_size, args, reparameterize=Fal
         errors = {name: relative_error(m(x), ref) for name, m in models.items() if name != 'official'}
     print(f'\n{title}: max relative difference vs official: '
           + ', '.join(f'{name} {err:.2e}' for name, err in errors.items()) + ' (fixture tolerance 1e-4)')
+    for name in errors:
+        low = common.precision_errors(models[name], (x,), ref, args.precision)
+        if low:
+            print(f'  {name} vs the official fp32 logits: {common.format_errors(low)}')
 
-    names = list(models)
-    print(f'{"batch":>5}  {"layout":>13}  ' + '  '.join(f'{n + " img/s":>13}' for n in names) + '  '
-          + '  '.join(f'{n + "/official":>15}' for n in names[1:]))
-    best = {}
-    for bs in args.batch_size:
-        x = torch.randn(bs, 3, img_size, img_size)
-        for channels_last in (False, True):
-            fmt = torch.channels_last if channels_last else torch.contiguous_format
-            xin = x.contiguous(memory_format=fmt)
-            speeds = []
-            for name in names:
-                model = models[name].to(memory_format=fmt)
-
-                def step():
-                    with torch.inference_mode():
-                        model(xin)
-                _, mean = _time_calls(step, args.warmup, args.iters)
-                speeds.append(bs / mean)
-                best[(name, bs)] = max(best.get((name, bs), 0.0), speeds[-1])
-            layout = 'channels_last' if channels_last else 'nchw'
-            print(f'{bs:>5}  {layout:>13}  ' + '  '.join(f'{s:>13.1f}' for s in speeds) + '  '
-                  + '  '.join(f'{s / speeds[0]:>15.2f}' for s in speeds[1:]))
-    for bs in args.batch_size:
-        print(f'batch {bs}, best layout of each: ' + ', '.join(
-            f'{name} / official = {best[(name, bs)] / best[("official", bs)]:.2f}' for name in names[1:]))
+    results = common.compare(
+        [common.Contender(name, model, official=name == 'official') for name, model in models.items()],
+        lambda bs: (torch.randn(bs, 3, img_size, img_size),), args, unit='img/s')
+    results.print_ratios(title)
 
 
 def main():
@@ -133,14 +119,11 @@ def main():
     parser.add_argument('--official-raftmlp', help='okojoalg/raft-mlp checkout (outside this repo)')
     parser.add_argument('--official-ninformer', help='Abdullah-88/NiNformer checkout (outside this repo)')
     parser.add_argument('--raftmlp-variant', default='raftmlp_s', choices=sorted(RAFTMLP_DIMS))
-    parser.add_argument('--batch-size', nargs='+', type=int, default=[1, 32])
-    parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--iters', type=int, default=10)
-    parser.add_argument('--threads', type=int, default=2)
+    common.add_arguments(parser, batch_size=(1, 32), warmup=3, iters=10)
     args = parser.parse_args()
     if not (args.official_raftmlp or args.official_ninformer):
         parser.error('give --official-raftmlp and/or --official-ninformer')
-    torch.set_num_threads(args.threads)
+    common.setup(parser, args)
 
     if args.official_raftmlp:
         compare(
