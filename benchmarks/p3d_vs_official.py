@@ -3,10 +3,12 @@
 The reference code is not part of this project: point --official at a folder holding its `p3d_model.py`,
 kept outside the repo.
 
-    python benchmarks/p3d_vs_official.py --official /tmp/p3d_official --models p3d63 --batch-size 1 4
+    python benchmarks/p3d_vs_official.py --official /tmp/official/p3d --models p3d63 --batch-size 1 4
 
-Checks that both give the same logits at 16 x 160 x 160, then times eager CPU inference (clips/s) in
-NCTHW and channels_last_3d, after warm-up.
+Checks that both give the same logits at 16 x 160 x 160 (and how far ours in bf16 is from them), then
+times eager CPU inference (clips/s) in NCTHW and channels_last_3d, after warm-up: the reference model in
+fp32, ours in each `--precision` (fp32, bf16 autocast; default both), and prints ours / reference in the
+best layout of each (`common.py`).
 """
 import argparse
 import importlib
@@ -16,9 +18,10 @@ import timm
 import torch
 
 import zoo  # noqa: F401
-from zoo.bench import _time_calls, to_channels_last
 from zoo.models.p3d import checkpoint_filter_fn
 from zoo.testing import relative_error
+
+import common  # benchmarks/common.py
 
 OFFICIAL = {'p3d63': ('P3D63', {}), 'p3d131': ('P3D131', {}), 'p3d199': ('P3D199', {}),
             'p3d199_flow': ('P3D199', {'modality': 'Flow'})}
@@ -28,12 +31,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--official', required=True, help='folder with the reference p3d_model.py')
     parser.add_argument('--models', nargs='+', default=['p3d63'])
-    parser.add_argument('--batch-size', nargs='+', type=int, default=[1, 4])
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--iters', type=int, default=5)
-    parser.add_argument('--threads', type=int, default=2)
+    common.add_arguments(parser, batch_size=(1, 4), warmup=2, iters=5)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    common.setup(parser, args)
     sys.path.insert(0, args.official)
     reference = importlib.import_module('p3d_model')
 
@@ -46,22 +46,15 @@ def main():
         shape = tuple(ours.pretrained_cfg['input_size'])
         x = torch.randn(1, *shape)
         with torch.inference_mode():
-            print(f'{name}: max relative difference of logits {relative_error(ours(x), official(x)):.2e}')
-        print(f'{"batch":>5}  {"layout":>16}  {"official clips/s":>16}  {"ours clips/s":>12}  {"ours/official":>13}')
-        for bs in args.batch_size:
-            x = torch.randn(bs, *shape)
-            for channels_last in (False, True):
-                xin = x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x
-                speeds = []
-                for model in (official, ours):
-                    model = to_channels_last(model) if channels_last else model
-
-                    def step():
-                        with torch.inference_mode():
-                            model(xin)
-                    speeds.append(bs / _time_calls(step, args.warmup, args.iters)[1])
-                layout = 'channels_last_3d' if channels_last else 'ncthw'
-                print(f'{bs:>5}  {layout:>16}  {speeds[0]:>16.2f}  {speeds[1]:>12.2f}  {speeds[1] / speeds[0]:>13.2f}')
+            ref = official(x)
+            print(f'\n{name}: max relative difference of logits {relative_error(ours(x), ref):.2e}')
+        errors = common.precision_errors(ours, (x,), ref, args.precision)
+        if errors:
+            print(f'{name}: ours vs the official fp32 logits: {common.format_errors(errors)}')
+        results = common.compare(
+            [common.Contender('official', official, official=True), common.Contender('ours', ours)],
+            lambda bs: (torch.randn(bs, *shape),), args, layouts=('ncthw', 'channels_last_3d'), unit='clips/s')
+        results.print_ratios(name)
 
 
 if __name__ == '__main__':
