@@ -3,24 +3,25 @@
 The official code is not part of this project: point --official at a checkout of henry-pay/SpaRTAN
 (the folder holding `src/model/spartan.py`, commit 1715a430), kept outside the repo.
 
-    python benchmarks/spartan_vs_official.py --official /tmp/spartan_official --batch-size 1 32
-    python benchmarks/spartan_vs_official.py --official /tmp/spartan_official --threads 1 --cpu-time
+    python benchmarks/spartan_vs_official.py --official /tmp/official/spartan --batch-size 1 32
+    python benchmarks/spartan_vs_official.py --official /tmp/official/spartan --threads 1 --cpu-time
 
 Checks first that both give the same logits on the same weights (the spartan_tiny fixture's non-trivial
 weights when the fixtures are present, else perturbed random ones), in float32, channels_last and float64,
-then times eager CPU inference for each batch size in NCHW and channels_last, after warm-up. `fused` is
-ours after `timm.utils.reparameterize_model`. On a machine shared with other jobs, wall-clock timings with
-several threads swing widely; `--threads 1 --cpu-time` counts only this thread's CPU time.
+and how far ours in bf16 is from them; then times eager CPU inference for each batch size in NCHW and
+channels_last, after warm-up: the official model in fp32, ours and `fused` (ours after
+`timm.utils.reparameterize_model`) in each `--precision` (fp32, bf16 autocast; default both), and prints
+ours / official in the best layout of each (`common.py`). On a machine shared with other jobs, wall-clock
+timings with several threads swing widely; `--threads 1 --cpu-time` counts only this thread's CPU time.
 
 The official model cannot be moved to channels_last with `model.to(memory_format=...)` (its 5-D complex
 weight makes that call raise) and cannot run in float64 (its complex step casts to float32); both are
-reported. Its channels_last timing converts the 4-D weights one by one instead, which is its best layout.
+reported. Its channels_last runs convert the 4-D weights one by one instead (as `common.to_layout` does for
+every model).
 """
 import argparse
 import importlib
-import statistics
 import sys
-import time
 import types
 
 import timm
@@ -28,9 +29,10 @@ import torch
 from timm.utils import reparameterize_model
 
 import zoo  # noqa: F401
-from zoo.bench import _time_calls
 from zoo.models.spartan import checkpoint_filter_fn
 from zoo.testing import has_fixture, load_fixture, relative_error
+
+import common  # benchmarks/common.py
 
 OFFICIAL_T = dict(num_layer=4, layer_depths=[3, 3, 12, 2], expand_ratios=[4, 4, 2, 2], dims=[64, 128, 256],
                   init_dim=32, dropout=0.1)
@@ -71,32 +73,17 @@ def official_channels_last(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _time_cpu(step, warmup: int, iters: int):
-    """(median, mean) seconds of thread CPU time per call, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iters):
-        start = time.thread_time()
-        step()
-        times.append(time.thread_time() - start)
-    return statistics.median(times), sum(times) / len(times)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--official', required=True, help='henry-pay/SpaRTAN checkout (outside this repo)')
-    parser.add_argument('--batch-size', nargs='+', type=int, default=[1, 32])
     parser.add_argument('--img-size', type=int, default=256)
-    parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--iters', type=int, default=10)
-    parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--cpu-time', action='store_true',
                         help='time with the thread CPU clock (needs --threads 1): steadier on a shared machine')
+    common.add_arguments(parser, batch_size=(1, 32), warmup=3, iters=10)
     args = parser.parse_args()
     if args.cpu_time and args.threads != 1:
         parser.error('--cpu-time measures one thread: use it with --threads 1')
-    torch.set_num_threads(args.threads)
+    common.setup(parser, args)
 
     torch.manual_seed(0)
     official = load_official(args.official)(1000, **OFFICIAL_T).eval()
@@ -123,6 +110,9 @@ def main():
         cl = cl.to(memory_format=torch.channels_last)
         print(f'  ours, channels_last     {relative_error(cl(x_cl), ref):.2e}')
         print(f'  ours, float64           {relative_error(cl.double()(x.double()), ref):.2e}')
+        for who, model in (('ours', ours), ('ours, reparam.', fused)):
+            for precision, err in common.precision_errors(model, (x,), ref, args.precision).items():
+                print(f'  {who + ", " + precision + " autocast":<23} {err:.2e}')
         del cl
         try:  # on a copy: a failing .to() leaves the weights it reached converted
             load_official(args.official)(1000, **OFFICIAL_T).to(memory_format=torch.channels_last)
@@ -138,34 +128,13 @@ def main():
         except RuntimeError as e:
             print(f'  official float64 fails: {str(e).splitlines()[0]}')
 
-    clock = 'thread CPU time' if args.cpu_time else 'wall clock'
-    print(f'\n{args.threads} threads, eager CPU inference, images/s ({clock}, mean over {args.iters} calls after '
-          f'{args.warmup} warm-up calls)')
-    print(f'{"batch":>5}  {"layout":>13}  {"official":>9}  {"ours":>9}  {"fused":>9}  '
-          f'{"ours/official":>13}  {"fused/official":>14}')
-    best = {}
-    for bs in args.batch_size:
-        x = torch.randn(bs, 3, args.img_size, args.img_size)
-        for channels_last in (False, True):
-            fmt = torch.channels_last if channels_last else torch.contiguous_format
-            xin = x.contiguous(memory_format=fmt)
-            speeds = []
-            for who, model in (('official', off_cl if channels_last else official), ('ours', ours), ('fused', fused)):
-                if who != 'official':
-                    model = model.to(memory_format=fmt)
-
-                def step():
-                    with torch.inference_mode():
-                        model(xin)
-                _, mean = (_time_cpu if args.cpu_time else _time_calls)(step, args.warmup, args.iters)
-                speeds.append(bs / mean)
-                best[(who, bs)] = max(best.get((who, bs), 0.0), bs / mean)
-            layout = 'channels_last' if channels_last else 'nchw'
-            print(f'{bs:>5}  {layout:>13}  {speeds[0]:>9.1f}  {speeds[1]:>9.1f}  {speeds[2]:>9.1f}  '
-                  f'{speeds[1] / speeds[0]:>13.2f}  {speeds[2] / speeds[0]:>14.2f}')
-    for bs in args.batch_size:
-        print(f'batch {bs}, best layout of each: ours / official = {best[("ours", bs)] / best[("official", bs)]:.2f}, '
-              f'reparameterized / official = {best[("fused", bs)] / best[("official", bs)]:.2f}')
+    print()
+    results = common.compare(
+        [common.Contender('official', official, official=True), common.Contender('ours', ours),
+         common.Contender('fused', fused)],
+        lambda bs: (torch.randn(bs, 3, args.img_size, args.img_size),), args,
+        clock='thread' if args.cpu_time else 'wall', unit='img/s')
+    results.print_ratios('spartan_tiny')
 
 
 if __name__ == '__main__':
