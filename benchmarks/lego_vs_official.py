@@ -4,15 +4,18 @@ The official code is not part of this project: point --official at an extracted 
 (the folder holding `training/`, `torch_utils/`, `dnnlib/`), kept outside this repo. Its `dnnlib` imports
 `requests`; a stand-in module is used when that is not installed (nothing here downloads).
 
-    python benchmarks/lego_vs_official.py --official /tmp/lego_official --models lego_s_pg_64 --iters 10
+    python benchmarks/lego_vs_official.py --official /tmp/official/lego --models lego_s_pg_64 --iters 10
 
 For each model: the max relative difference of the denoiser output D (plain, guided with scale 4, and
 with the top bricks skipped, against the official `return_stage_idx`) on deterministic stand-in weights
-in the official naming; official vs our denoiser calls/s at each batch size (eager CPU inference after
-warm-up); our calls/s and fvcore GMACs with the top `--skip` bricks skipped (default half of the bricks,
-rounded down); and a whole EDM Heun run with `BrickSchedule.skip_top` from half the steps on.
+in the official naming, and how far ours in bf16 is from the plain one; official (fp32) vs our denoiser
+calls/s in each `--precision` (fp32, bf16 autocast; default both) at each batch size (eager CPU inference
+after warm-up, median call, `common.py`); our calls/s and fvcore GMACs with the top `--skip` bricks
+skipped (default half of the bricks, rounded down); and a whole EDM Heun run with `BrickSchedule.skip_top`
+from half the steps on, in each precision.
 """
 import argparse
+import statistics
 import sys
 import types
 
@@ -23,7 +26,10 @@ import zoo  # noqa: F401
 from zoo import bench, diffusion
 from zoo.bench import _time_calls
 from zoo.models.lego import checkpoint_filter_fn
+from zoo.precision import autocast
 from zoo.testing import manifest_state_dict, relative_error
+
+import common  # benchmarks/common.py
 
 OFFICIAL_NAMES = {
     'lego_s_pg_64': 'lego_S_PG_64', 'lego_s_pr_64': 'lego_S_PR_64', 'lego_s_u_32': 'lego_S_U_32',
@@ -55,25 +61,23 @@ class _Bricks(torch.nn.Module):
 
 
 def calls_per_s(fn, warmup, iters):
+    """Calls of `fn` per second, from the median call."""
     def step():
         with torch.inference_mode():
             fn()
-    return 1.0 / _time_calls(step, warmup, iters)[1]
+    return 1.0 / statistics.median(_time_calls(step, warmup, iters))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--official', required=True, help='extracted LEGODiffusion repository (outside this repo)')
     parser.add_argument('--models', nargs='+', default=['lego_s_pg_64'])
-    parser.add_argument('--batch-size', nargs='+', type=int, default=[1, 8])
     parser.add_argument('--skip', type=int, default=None, help='top bricks to skip (default: half, rounded down)')
     parser.add_argument('--steps', type=int, default=8, help='Heun steps of the sampler comparison')
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--iters', type=int, default=10)
-    parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cpu')
+    common.add_arguments(parser, batch_size=(1, 8), warmup=2, iters=10)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    common.setup(parser, args)
     EDMPrecondLEGO = load_official(args.official)
     device = torch.device(args.device)
 
@@ -96,13 +100,17 @@ def main():
         labels = torch.zeros(2, ours.num_classes, device=device)
         labels[0, 7] = 1
         with torch.inference_mode():
-            err = relative_error(ours(x, sigma, labels), official(x, sigma, labels))
+            ref = official(x, sigma, labels)
+            err = relative_error(ours(x, sigma, labels), ref)
             err_cfg = relative_error(diffusion.guided_denoise(ours, x, sigma, labels, 4.0),
                                      official(x, sigma, labels, 4.0, use_full_channels=True))
             err_skip = relative_error(ours(x, sigma, labels, bricks=kept),
                                       official(x, sigma, labels, return_stage_idx=kept[-1]))
         print(f'{name}: max relative difference of D: {err:.2e} plain, {err_cfg:.2e} guided (scale 4), '
               f'{err_skip:.2e} with bricks {kept} (fixture tolerance 2e-5)')
+        errors = common.precision_errors(ours, (x, sigma, labels), ref, args.precision)
+        if errors:
+            print(f'{name}: ours vs the official fp32 D (plain): {common.format_errors(errors)}')
 
         inputs = bench.example_inputs(ours, 1)
         inputs = tuple(t.to(device) for t in inputs)
@@ -110,26 +118,32 @@ def main():
         gmacs_skip = bench.count_macs(_Bricks(ours, kept), inputs)[0]
         print(f'  GMACs per sample: {gmacs:.2f} all bricks, {gmacs_skip:.2f} with bricks {kept} '
               f'({1 - gmacs_skip / gmacs:.0%} less)')
-        print(f'{"batch":>5}  {"official calls/s":>16}  {"ours":>8}  {"ours/official":>13}  '
-              f'{"ours, skip " + str(skip):>14}  {"skip/full":>9}')
+        skipped = f'ours skip{skip}'
+        results = common.compare(
+            [common.Contender('official', official, official=True), common.Contender('ours', ours),
+             common.Contender(skipped, _Bricks(ours, kept))],
+            lambda bs: tuple(t.to(device) for t in ours.example_inputs(bs)), args, layouts=('nchw',),
+            per_call=True)
+        results.print_ratios(name)
         for bs in args.batch_size:
-            xb, sb, yb = (t.to(device) for t in ours.example_inputs(bs))
-            speed_off = calls_per_s(lambda: official(xb, sb, yb), args.warmup, args.iters)
-            speed_ours = calls_per_s(lambda: ours(xb, sb, yb), args.warmup, args.iters)
-            speed_skip = calls_per_s(lambda: ours(xb, sb, yb, bricks=kept), args.warmup, args.iters)
-            print(f'{bs:>5}  {speed_off:>16.2f}  {speed_ours:>8.2f}  {speed_ours / speed_off:>13.2f}  '
-                  f'{speed_skip:>14.2f}  {speed_skip / speed_ours:>9.2f}')
+            print(f'batch {bs}, skipping the top {skip} bricks: skip / full = ' + ', '.join(
+                f'{results.best(f"{skipped} {p}", bs)[0] / results.best(f"ours {p}", bs)[0]:.2f} ({p})'
+                for p in args.precision))
 
         schedule = diffusion.BrickSchedule.skip_top(n, start=0.5, num_skip=skip)
         seeds = list(range(args.batch_size[0]))
-        run = {}
-        for label, sched in (('all bricks', None), (f'skip {skip} from step {int(args.steps * 0.5) + 1}', schedule)):
-            run[label] = calls_per_s(lambda: diffusion.generate(ours, seeds, class_idx=7, num_steps=args.steps,
-                                                               cfg_scale=1.5, schedule=sched, device=device),
-                                     min(args.warmup, 1), max(1, args.iters // 5))
-        (l0, s0), (l1, s1) = run.items()
-        print(f'  sampler, {args.steps} Heun steps, guidance 1.5, batch {len(seeds)}: {l0} {1 / s0:.2f} s, '
-              f'{l1} {1 / s1:.2f} s (skip / full time {s0 / s1:.2f})')
+        for precision in args.precision:
+            run = {}
+            for label, sched in (('all bricks', None),
+                                 (f'skip {skip} from step {int(args.steps * 0.5) + 1}', schedule)):
+                def sample(sched=sched):
+                    with autocast(precision, ours):
+                        diffusion.generate(ours, seeds, class_idx=7, num_steps=args.steps, cfg_scale=1.5,
+                                           schedule=sched, device=device)
+                run[label] = calls_per_s(sample, min(args.warmup, 1), max(1, args.iters // 5))
+            (l0, s0), (l1, s1) = run.items()
+            print(f'  sampler, {args.steps} Heun steps, guidance 1.5, batch {len(seeds)}, ours {precision}: '
+                  f'{l0} {1 / s0:.2f} s, {l1} {1 / s1:.2f} s (skip / full time {s0 / s1:.2f})')
 
 
 if __name__ == '__main__':
