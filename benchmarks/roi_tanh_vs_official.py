@@ -1,6 +1,6 @@
 """RoI Tanh warps and RTNet-50: ours vs the official code, on equal inputs and weights.
 
-    python benchmarks/roi_tanh_vs_official.py --official /path/to/official [--device cuda] [--json out.json]
+    python benchmarks/roi_tanh_vs_official.py --official /tmp/official/roi_tanh [--device cuda] [--json out.json]
 
 `--official` is a folder holding the official sources: `ibug/roi_tanh_warping/` (hhj1897/roi_tanh_warping
 @5d953d3c) and `ibug/face_parsing/rtnet/rtnet.py` (hhj1897/face_parsing @e5b7de7b), e.g. made with
@@ -9,13 +9,16 @@
 (OpenCV is not needed: the official `rtnet.py` is loaded on its own and composed with its FCN head as
 `SegmentationModel` does.)
 
-Measured (median of `--iters` timed calls after `--warmup`):
+Measured (median of `--iters` timed calls after `--warmup`; the warps in fp32 only):
   * warps: polar (keep_aspect_ratio), Cartesian, and their restores of `--faces` faces of `--images`
     3 x S x S images (default 1 image with 32 faces, S = 512) to 512 x 512 maps. Ours warps all faces
     of an image with one grid_sample (`image_index`); the official API needs one image per face
     (`image.expand(...)`). Also the max |ours - official| of each output;
-  * RTNet-50 + FCN (11 classes) forward at `--model-size` (513), batch `--batch`: ours NCHW, ours
-    channels_last, official; max |ours - official| of the logits on the same weights.
+  * RTNet-50 + FCN (11 classes) forward at `--model-size` (513), each of `--batch-size` (1): the max
+    relative difference of ours' logits (NCHW, channels_last, and in bf16) to the official fp32 ones on the
+    same weights; then the official model in fp32 and ours in each `--precision` (fp32, bf16 autocast;
+    default both), each in NCHW and channels_last, and ours / official in the best layout of each
+    (`common.py`: images/s from the median call).
 """
 import argparse
 import importlib.util
@@ -32,6 +35,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import segmentation  # noqa: E402,F401
 from segmentation import roi_tanh as ours  # noqa: E402
+from zoo.testing import relative_error  # noqa: E402
+
+import common  # noqa: E402  (benchmarks/common.py)
 
 
 def _sync(device):
@@ -142,32 +148,45 @@ def _bench_opencv(args, images, rois, offsets, index, device):
 
 
 def bench_rtnet(args, device, rtnet_module):
-    import timm
+    """Max relative difference to the official logits (ours NCHW, channels_last and in each low precision),
+    then the official model in fp32 and ours in each `--precision`, each timed in NCHW and channels_last."""
+    import zoo
     torch.manual_seed(0)
-    model = timm.create_model('rtnet50_fcn11').eval().to(device)
+    model = zoo.create_model('rtnet50_fcn11').eval().to(device)  # the zoo's registry: not a timm classifier
     with torch.no_grad():  # non-trivial residual branches (the init zeroes the last BN of each block)
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.0)
     official = OfficialSegmentationModel(rtnet_module).eval().to(device)
     official.load_state_dict(model.state_dict())
-    x = torch.randn(args.batch, 3, args.model_size, args.model_size, device=device)
-    rois = torch.tensor([[40.0, 30.0, 300.0, 380.0]], device=device).expand(args.batch, 4)
-    rows = []
+    s = args.model_size
+
+    def inputs(batch):
+        x = torch.randn(batch, 3, s, s, device=device)
+        return x, torch.tensor([[40.0, 30.0, 300.0, 380.0]], device=device).expand(batch, 4)
+
+    x, rois = inputs(2)
+    errors = {}
     with torch.no_grad():
         ref = official(x, rois)
-        diff = (model(x, rois) - ref).abs().max().item() / ref.abs().max().item()
-        rows.append(dict(case='rtnet50_fcn11 NCHW', ms=_time(lambda: model(x, rois), device, args.warmup, args.iters),
-                         rel_diff_vs_official=diff))
-        model_cl = model.to(memory_format=torch.channels_last)
-        x_cl = x.contiguous(memory_format=torch.channels_last)
-        diff = (model_cl(x_cl, rois) - ref).abs().max().item() / ref.abs().max().item()
-        rows.append(dict(case='rtnet50_fcn11 channels_last',
-                         ms=_time(lambda: model_cl(x_cl, rois), device, args.warmup, args.iters),
-                         rel_diff_vs_official=diff))
-        rows.append(dict(case='official NCHW', ms=_time(lambda: official(x, rois), device, args.warmup, args.iters),
-                         rel_diff_vs_official=0.0))
-    return rows
+        errors['ours nchw'] = relative_error(model(x, rois), ref)
+        common.to_layout(model, 'channels_last')
+        errors['ours channels_last'] = relative_error(model(common.to_layout(x, 'channels_last'), rois), ref)
+        common.to_layout(model, 'nchw')
+    errors.update({f'ours {p} (autocast)': e
+                   for p, e in common.precision_errors(model, (x, rois), ref, args.precision).items()})
+    print('rtnet50_fcn11: max relative difference to the official fp32 logits: '
+          + ', '.join(f'{k} {v:.2e}' for k, v in errors.items()))
+    results = common.compare(
+        [common.Contender('official', official, official=True), common.Contender('ours', model)], inputs, args,
+        unit='img/s')
+    results.print_ratios(f'rtnet50_fcn11 + FCN at {s} x {s}')
+    return dict(rel_diff_vs_official=errors, unit=results.unit,
+                speeds=[dict(series=k[0], batch=k[1], layout=k[2], speed=v) for k, v in results.speeds.items()],
+                failures=[dict(series=k[0], batch=k[1], layout=k[2], error=v) for k, v in results.failures.items()],
+                best=[dict(series=name, batch=bs, speed=results.best(name, bs)[0], layout=results.best(name, bs)[1],
+                           ratio_vs_official_fp32=results.ratio(name, bs))
+                      for name in results.series for bs in results.batch_sizes])
 
 
 def main(argv=None):
@@ -179,15 +198,11 @@ def main(argv=None):
     p.add_argument('--image-size', type=int, default=512)
     p.add_argument('--target', type=int, default=512, help='warped map side')
     p.add_argument('--model-size', type=int, default=513)
-    p.add_argument('--batch', type=int, default=1)
-    p.add_argument('--warmup', type=int, default=3)
-    p.add_argument('--iters', type=int, default=10)
-    p.add_argument('--threads', type=int, default=None)
     p.add_argument('--skip-model', action='store_true')
     p.add_argument('--json', type=Path)
+    common.add_arguments(p, batch_size=(1,), threads=None, warmup=3, iters=10)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    common.setup(p, args)
     device = torch.device(args.device)
     if device.type == 'cuda':  # compare in true float32
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
@@ -200,8 +215,6 @@ def main(argv=None):
               f"max|diff| {r['max_abs_diff']:.2e}")
     if not args.skip_model:
         result['model'] = bench_rtnet(args, device, official_rtnet)
-        for r in result['model']:
-            print(f"{r['case']:<30} {r['ms']:9.2f} ms  rel diff vs official {r['rel_diff_vs_official']:.2e}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 
