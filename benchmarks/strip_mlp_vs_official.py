@@ -4,14 +4,15 @@ The official code is not part of this project: point --official at a checkout of
 (the folder holding `models/strip_mlp.py`), kept outside the repo. Only that file is imported (its unused
 `matplotlib` import is stubbed when matplotlib is not installed).
 
-    python benchmarks/strip_mlp_vs_official.py --official /tmp/official/strip_mlp --model strip_mlp_t_light --batch-size 1 32
+    python benchmarks/strip_mlp_vs_official.py --official /tmp/official/strip_mlp --model strip_mlp_t_light \\
+        --batch-size 1 32
 
 Checks first that both give the same logits on the same random weights (perturbed so that GRN, the
 BatchNorm statistics and every other parameter matter), and how far ours in bf16 is from them; then times
 eager CPU inference for each batch size in NCHW and channels_last (a layout a model cannot run is
-reported: the official `.view` calls need contiguous maps; with torch 2.14 they get them), after warm-up: the official model in fp32, ours in each
-`--precision` (fp32, bf16 autocast; default both), and prints ours / official in the best layout of each
-(`common.py`); speeds are from the median call.
+reported: the official `.view` calls need contiguous maps; with torch 2.14 they get them), after warm-up:
+the official model in fp32, ours in each `--precision` (fp32, bf16 autocast; default both), and prints
+ours / official in the best layout of each (`common.py`); speeds are from the median call.
 """
 import argparse
 import importlib.util
