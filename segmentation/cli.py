@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from zoo.cli import fraction, positive_float, positive_int, non_negative_int
+from zoo.precision import PRECISIONS
 
 
 BOXES_FORMAT = '[[x1, y1, x2, y2], ...], {"boxes": [...]} or [{"box": [x1, y1, x2, y2]}, ...] in pixels'
@@ -56,7 +57,7 @@ def _cmd_parse_faces(args) -> int:
     try:
         parser = FaceParser.from_name(args.model, pretrained=not args.random_init, checkpoint=args.checkpoint,
                                       device=args.device, background=args.background,
-                                      model_channel_order=args.model_channel_order,
+                                      model_channel_order=args.model_channel_order, precision=args.precision,
                                       **({'input_size': (args.size, args.size)} if args.size else {}))
     except WeightsError as e:  # the fix in this command's flags, not the Python API's
         raise e.with_fix('Pass a local copy of the official file with --checkpoint FILE, or try the pipeline '
@@ -93,6 +94,9 @@ def register(subparsers) -> None:
     p.add_argument('--model-channel-order', choices=('bgr', 'rgb'), default='bgr',
                    help='channel order the model expects (the official weights: bgr)')
     p.add_argument('--device', default='cpu', help="'cpu' (default), 'cuda', ...")
+    p.add_argument('--precision', choices=tuple(PRECISIONS), default='fp32',
+                   help="fp32 (default), or bf16: the model under bfloat16 autocast (the CPU's AMX / AVX-512 bf16 "
+                        "units, CUDA's tensor cores); the label maps are computed from float32 probabilities")
     p.add_argument('--threads', type=positive_int, default=None, help='torch.set_num_threads')
     p.set_defaults(func=_cmd_parse_faces)
 

@@ -15,6 +15,9 @@ The pipeline of the official `FaceParser` (hhj1897/face_parsing, `ibug/face_pars
 Then argmax gives one label map per face, and the faces are merged: a pixel takes the label of the face
 with the highest foreground probability there (the official parser returns the per-face maps only).
 
+`precision='bf16'` runs step 3's model under `zoo.precision.autocast` (bfloat16 autocast: on CPU, oneDNN's
+AMX / AVX-512 bf16 kernels); the warp, the softmax, the restore and everything returned stay float32.
+
 Differences from the official code: the forward warp is our batched torch warp (the official one uses
 the OpenCV reference implementation, one face at a time; they differ by interpolation details at the
 pixel level); all faces of an image are warped with one `grid_sample` call, without copying the image.
@@ -28,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segmentation.roi_tanh import roi_tanh_polar_restore, roi_tanh_polar_warp
+from zoo.precision import autocast, check_precision
 
 __all__ = ['FaceParser', 'ParseResult', 'colour_palette', 'overlay_labels']
 
@@ -96,12 +100,16 @@ class FaceParser:
         model_channel_order: 'bgr' (official weights) or 'rgb'.
         background: 'official' or 'plain' (see the module docstring).
         device: where the model runs (the model is moved there).
+        precision: 'fp32' (default) or 'bf16': the model's forward under bfloat16 autocast (`zoo.precision`);
+            the weights keep their dtype and the results are float32 either way.
     """
 
     def __init__(self, model: nn.Module, input_size: Tuple[int, int] = (513, 513),
                  mean: Union[float, Sequence[float]] = 0.5, std: Union[float, Sequence[float]] = 0.5,
                  model_channel_order: str = 'bgr', background: str = 'official',
-                 device: Union[str, torch.device] = 'cpu', keep_aspect_ratio: bool = True):
+                 device: Union[str, torch.device] = 'cpu', keep_aspect_ratio: bool = True,
+                 precision: str = 'fp32'):
+        self.precision = check_precision(precision)
         if model_channel_order.lower() not in ('bgr', 'rgb'):
             raise ValueError("model_channel_order must be 'bgr' or 'rgb'")
         if background not in ('official', 'plain'):
@@ -117,8 +125,10 @@ class FaceParser:
 
     @classmethod
     def from_name(cls, name: str = 'rtnet50_fcn11', pretrained: bool = True, checkpoint: Optional[str] = None,
-                  device: Union[str, torch.device] = 'cpu', **kwargs) -> 'FaceParser':
-        """Build the model by name (with the official tag's weights, or a local official file)."""
+                  device: Union[str, torch.device] = 'cpu', precision: str = 'fp32', **kwargs) -> 'FaceParser':
+        """Build the model by name (with the official tag's weights, or a local official file); `precision`:
+        'fp32' or 'bf16' (see the class)."""
+        check_precision(precision)  # before the weights are fetched
         import segmentation  # noqa: F401  (registers the models)
         from zoo.models import create_model
         overlay = dict(file=checkpoint) if checkpoint else None
@@ -127,7 +137,7 @@ class FaceParser:
         kwargs.setdefault('input_size', tuple(cfg['input_size'][-2:]))
         kwargs.setdefault('mean', cfg['mean'])
         kwargs.setdefault('std', cfg['std'])
-        return cls(model, device=device, **kwargs)
+        return cls(model, device=device, precision=precision, **kwargs)
 
     @torch.inference_mode()
     def predict(self, image, boxes, rgb: bool = True, return_probs: bool = False) -> ParseResult:
@@ -148,10 +158,12 @@ class FaceParser:
                                      keep_aspect_ratio=self.keep_aspect_ratio,
                                      image_index=torch.zeros(n, dtype=torch.long, device=self.device))
         x = (warped - self.mean.to(self.device)) / self.std.to(self.device)
-        logits = self.model(x, rois)
+        with autocast(self.precision, self.device):
+            logits = self.model(x, rois)
+        logits = logits.float()  # bf16 logits (autocast) -> float32 before the resize, softmax and restore
         if logits.shape[-2:] != warped.shape[-2:]:
             logits = F.interpolate(logits, size=warped.shape[-2:], mode='bilinear', align_corners=False)
-        probs = logits.float().softmax(dim=1)
+        probs = logits.softmax(dim=1)
         if self.background == 'official':
             probs[:, 0] = 1.0 - probs[:, 0]
         probs = roi_tanh_polar_restore(probs, rois, width, height, keep_aspect_ratio=self.keep_aspect_ratio)
