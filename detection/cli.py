@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from zoo.errors import InputError
+from zoo.precision import PRECISIONS
 from zoo.cli import add_debug_flag, fraction, non_negative_int, positive_float, positive_int, run_verb
 
 IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff'}
@@ -76,7 +77,7 @@ def _cmd_eval(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     metrics = evaluate(model.to(device), dataset, device, batch_size=args.batch_size,
                        results_file=out / 'predictions_eval.json', progress=not args.no_progress,
-                       text_protocol=getattr(args, 'protocol', None) or cfg.text_protocol)
+                       text_protocol=getattr(args, 'protocol', None) or cfg.text_protocol, precision=args.precision)
     print(json.dumps(metrics, indent=1))
     return 0
 
@@ -115,7 +116,7 @@ def _cmd_predict(args) -> int:
     for path in _images_in(args.images):
         with Image.open(path) as im:
             img = F.pil_to_tensor(im.convert('RGB'))
-        pred = predict_images(model, [F.to_dtype(img, torch.float32, scale=True)], device)[0]
+        pred = predict_images(model, [F.to_dtype(img, torch.float32, scale=True)], device, args.precision)[0]
         keep = (pred['scores'] >= args.score_thresh) & (pred['labels'] >= 1)
         pred = {k: v[keep].cpu() for k, v in pred.items()}
         canvas = img
@@ -152,7 +153,8 @@ def _predict_text(model, saved, device, args) -> int:
     for path in _images_in(args.images):
         with Image.open(path) as im:
             img = im.convert('RGB')
-        pred = predict_images(model, [F.to_dtype(F.pil_to_tensor(img), torch.float32, scale=True)], device)[0]
+        pred = predict_images(model, [F.to_dtype(F.pil_to_tensor(img), torch.float32, scale=True)], device,
+                              args.precision)[0]
         found = [r for r in text_predictions(model, pred, dict(height=img.height, width=img.width), protocol)
                  if r['score'] >= args.score_thresh]
         target = out / (path.stem + '_text.png')
@@ -243,8 +245,12 @@ def add_verbs(sub, text: bool = False) -> None:
     p.add_argument('--device', default='auto', help="'auto' (CUDA if available, default), 'cpu', 'cuda'")
     p.add_argument('--no-ema', action='store_true', help='predict with the raw weights, not the EMA')
     p.set_defaults(func=_cmd_predict)
-    if text:
-        for verb in (e, p):
+    for verb in (e, p):
+        verb.add_argument('--precision', choices=tuple(PRECISIONS), default='fp32',
+                          help="fp32 (default), or bf16: the detector's networks under bfloat16 autocast (the CPU's "
+                               "AMX / AVX-512 bf16 units, CUDA's tensor cores); box decoding, NMS and the saved "
+                               "boxes, scores and masks stay float32")
+        if text:
             verb.add_argument('--protocol', choices=TEXT_PROTOCOLS, help=protocol_help)
 
     if text:

@@ -349,8 +349,8 @@ def _train(cfg: TrainConfig, device: torch.device, tqdm) -> Dict[str, Any]:
         if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or last_epoch):
             eval_model = ema.module if ema is not None else model
             metrics = evaluate(eval_model, val_set, device, batch_size=cfg.batch_size, workers=cfg.workers,
-                               amp=use_amp, results_file=out / f'predictions_val.json', progress=cfg.progress,
-                               text_protocol=cfg.text_protocol)
+                               precision='bf16' if use_amp else 'fp32', results_file=out / f'predictions_val.json',
+                               progress=cfg.progress, text_protocol=cfg.text_protocol)
             log.write(type='val', epoch=epoch + 1, iter=it, **metrics)
             if rank == 0 and cfg.progress:
                 print(f'epoch {epoch + 1}: ' + ', '.join(f'{k} {v:.3f}' for k, v in metrics.items() if k in HEADLINE))

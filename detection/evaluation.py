@@ -1,6 +1,13 @@
 """Evaluation of a detector: predictions on a dataset (`predict_images`, gathered from all ranks under
 DDP), COCO results (`to_coco_results`) scored by COCOeval (`coco_evaluate`: bbox, and segm for Mask R-CNN),
-or, for the text detectors, polygons scored by the text protocols (`detection.text.results`)."""
+or, for the text detectors, polygons scored by the text protocols (`detection.text.results`).
+
+Precision (`precision='bf16'`, `zoo detection|text eval|predict --precision bf16`): the detector's networks
+(`NETWORKS`: the backbone and FPN, the RPN head, the box / mask heads and predictors, the one-stage heads) run
+under `zoo.precision.autocast` (on CPU, oneDNN's AMX / AVX-512 bf16 kernels) and hand float32 on; anchor and
+box decoding, NMS, RoIAlign, mask pasting and the outputs stay float32, as mmdet keeps its box decoding out of
+mixed precision (`force_fp32`). Autocasting the whole forward instead would decode boxes in bfloat16, whose
+8-bit mantissa puts coordinates between 512 and 1024 on a 4-pixel grid."""
 import contextlib
 import io
 import json
@@ -16,8 +23,14 @@ from torch import nn
 from detection.data import CocoDetection
 from detection.distributed import build_loader, get_rank, get_world_size, is_distributed, unwrap
 from detection.text.results import text_metrics, text_predictions
+from zoo.precision import autocast, check_precision
 
-__all__ = ['to_coco_results', 'coco_evaluate', 'predict_images', 'evaluate']
+__all__ = ['NETWORKS', 'autocast_networks', 'to_coco_results', 'coco_evaluate', 'predict_images', 'evaluate']
+
+# the submodules of every registered detector (torchvision's R-CNN, RetinaNet, FCOS, SSDLite; MAYOR) that are
+# networks, tensors in and tensors out; what lies outside them is box arithmetic and stays float32
+NETWORKS = ('backbone', 'head', 'rpn.head', 'roi_heads.box_head', 'roi_heads.box_predictor',
+            'roi_heads.mask_head', 'roi_heads.mask_predictor')
 
 
 def to_coco_results(outputs: Sequence[Dict[str, torch.Tensor]], image_ids: Sequence[int],
@@ -77,24 +90,66 @@ def coco_evaluate(coco_gt, results: List[Dict[str, Any]], iou_types: Sequence[st
     return metrics
 
 
+def _to_float32(value):
+    """Floating tensors in `value` (a tensor, or dicts / lists / tuples of them) as float32."""
+    if torch.is_tensor(value):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return type(value)((k, _to_float32(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(v) for v in value)
+    return value
+
+
+@contextlib.contextmanager
+def autocast_networks(model: nn.Module, precision: str = 'fp32'):
+    """Within the block, each of `model`'s `NETWORKS` runs under `zoo.precision.autocast(precision)` and
+    returns float32; the rest of the forward (box decoding, NMS, RoIAlign, mask pasting) runs as built.
+    'fp32' changes nothing."""
+    check_precision(precision)
+    if precision == 'fp32':
+        yield
+        return
+    model = unwrap(model)
+    networks = []
+    for name in NETWORKS:
+        try:
+            networks.append(model.get_submodule(name))
+        except AttributeError:
+            pass
+    for net in networks:
+        def forward(*args, _forward=net.forward, _net=net, **kwargs):
+            with autocast(precision, _net):
+                out = _forward(*args, **kwargs)
+            return _to_float32(out)
+        net.forward = forward  # an instance attribute over the class's forward, deleted below
+    try:
+        yield
+    finally:
+        for net in networks:
+            del net.forward
+
+
 @torch.no_grad()
-def predict_images(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device, amp: bool = False):
+def predict_images(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device, precision: str = 'fp32'):
+    """The detector's outputs for `images` (float32), its networks in `precision` ('fp32' or 'bf16', see the
+    module docstring)."""
     model.eval()
     images = [img.to(device, non_blocking=True) for img in images]
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == 'cuda'):
+    with autocast_networks(model, precision):
         outputs = model(images)
     return [{k: v.float() if v.is_floating_point() else v for k, v in o.items()} for o in outputs]
 
 
 def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, batch_size: int = 2,
-             workers: int = 0, amp: bool = False, results_file: Optional[Union[str, Path]] = None,
+             workers: int = 0, precision: str = 'fp32', results_file: Optional[Union[str, Path]] = None,
              progress: bool = False, max_images: Optional[int] = None,
              text_protocol: str = 'icdar2015') -> Dict[str, float]:
     """COCO mAP of `model` on `dataset` (whose transforms must not resize: the detector resizes and
     maps its outputs back to the original image); for text detectors, the polygon precision / recall /
     H-mean of `text_protocol` (`detection.text.results.text_metrics`), with polygons as the results file.
-    Under DDP, each rank predicts its shard and rank 0 evaluates the union; every rank returns the
-    metrics."""
+    `precision`: 'fp32' or 'bf16' (the networks under bfloat16 autocast; see the module docstring). Under DDP,
+    each rank predicts its shard and rank 0 evaluates the union; every rank returns the metrics."""
     from tqdm import tqdm
 
     kind = getattr(unwrap(model), 'detector_kind', '')
@@ -104,7 +159,7 @@ def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, bat
     seen = 0
     for images, targets in tqdm(loader, desc='eval', disable=not progress or get_rank() != 0, leave=False):
         ids = [t['image_id'] for t in targets]
-        outputs = predict_images(model, images, device, amp)
+        outputs = predict_images(model, images, device, precision)
         for image_id, out in zip(ids, outputs):
             if text:
                 per_image[int(image_id)] = text_predictions(unwrap(model), out, dataset.coco.imgs[int(image_id)],

@@ -63,8 +63,13 @@ def test_zoo_command_has_detection_verbs(capsys):
     assert 'mask_rcnn_emov2_1m_fpn_1x_coco' in capsys.readouterr().out
 
 
-def test_cli_train_predict_eval(tmp_path, capsys):
+def test_cli_train_predict_eval(tmp_path, capsys, monkeypatch):
+    import detection.evaluation
     from zoo.cli import main
+    from zoo.precision import autocast
+    autocast_calls = []  # the precision each network's forward ran in (fp32 enters no autocast at all)
+    monkeypatch.setattr(detection.evaluation, 'autocast',
+                        lambda precision, where: autocast_calls.append(precision) or autocast(precision, where))
     out = tmp_path / 'run'
     args = ['detection', 'train', '--model', 'mask_rcnn', '--backbone', 'emov2_1m', '--data', 'synthetic',
             '--epochs', '1', '--out', str(out), '--min-size', '64', '--max-size', '96', '--synthetic-images', '2',
@@ -85,7 +90,24 @@ def test_cli_train_predict_eval(tmp_path, capsys):
     assert all('segmentation' in p and 'file_name' in p for p in preds)
     capsys.readouterr()
     assert main(['detection', 'eval', '--checkpoint', str(out / 'last.pt'), '--no-progress']) == 0
-    assert 'bbox_mAP' in json.loads(capsys.readouterr().out)
+    fp32 = json.loads(capsys.readouterr().out)
+    assert 'bbox_mAP' in fp32 and autocast_calls == []
+    # --precision bf16: the networks under bf16 autocast, the same metrics (an untrained model's, near 0) and
+    # float32 boxes, scores and masks in the files
+    assert main(['detection', 'eval', '--checkpoint', str(out / 'last.pt'), '--no-progress', '--precision', 'bf16',
+                 '--out', str(tmp_path / 'eval_bf16')]) == 0
+    bf16 = json.loads(capsys.readouterr().out)
+    assert set(autocast_calls) == {'bf16'} and len(autocast_calls) >= 4  # backbone, RPN head, box and mask heads
+    assert bf16.keys() == fp32.keys() and all(abs(bf16[k] - fp32[k]) <= 0.02 for k in fp32), (fp32, bf16)
+    assert json.loads((tmp_path / 'eval_bf16' / 'predictions_eval.json').read_text())
+    assert main(['detection', 'predict', str(out / 'synthetic' / 'val'), '--checkpoint', str(out / 'last.pt'),
+                 '--out', str(tmp_path / 'pred_bf16'), '--score-thresh', '0', '--precision', 'bf16']) == 0
+    preds_bf16 = json.loads((tmp_path / 'pred_bf16' / 'predictions.json').read_text())
+    assert preds_bf16 and all('segmentation' in p and isinstance(p['score'], float) for p in preds_bf16)
+    with pytest.raises(SystemExit) as refused:  # argparse's choices: exit status 2 and the valid values
+        main(['detection', 'eval', '--checkpoint', str(out / 'last.pt'), '--precision', 'fp16'])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "--precision: invalid choice: 'fp16'" in err and 'bf16' in err
 
 
 def _coco_folder(root, annotations):

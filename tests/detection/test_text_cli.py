@@ -44,7 +44,12 @@ def test_train_eval_predict(tmp_path, capsys, model):
     assert 'hmean' in ev and 0.0 <= ev['hmean'] <= 1.0
     assert zoo_main(['text', 'eval', '--checkpoint', str(out / 'last.pt'), '--protocol', 'totaltext_deteval',
                      '--no-progress']) == 0
-    assert 'recall_credit' in json.loads(capsys.readouterr().out)
+    fp32 = json.loads(capsys.readouterr().out)
+    assert 'recall_credit' in fp32
+    assert zoo_main(['text', 'eval', '--checkpoint', str(out / 'last.pt'), '--protocol', 'totaltext_deteval',
+                     '--no-progress', '--precision', 'bf16', '--out', str(tmp_path / 'eval_bf16')]) == 0
+    bf16 = json.loads(capsys.readouterr().out)  # the networks in bf16: the same metrics within 0.05
+    assert bf16.keys() == fp32.keys() and all(abs(bf16[k] - fp32[k]) <= 0.05 for k in ('precision', 'recall', 'hmean'))
 
     pred_dir = tmp_path / 'pred'
     images = out / 'synthetic_text' / 'test'
@@ -52,6 +57,10 @@ def test_train_eval_predict(tmp_path, capsys, model):
                      '--score-thresh', '0.0']) == 0
     assert len(list(pred_dir.glob('*_text.png'))) == 2
     assert isinstance(json.loads((pred_dir / 'predictions.json').read_text()), list)
+    assert zoo_main(['text', 'predict', str(images), '--checkpoint', str(out / 'last.pt'), '--out',
+                     str(tmp_path / 'pred_bf16'), '--score-thresh', '0.0', '--precision', 'bf16']) == 0
+    found = json.loads((tmp_path / 'pred_bf16' / 'predictions.json').read_text())
+    assert isinstance(found, list) and all(isinstance(r['score'], float) for r in found)
 
 
 def test_convert_writes_coco(tmp_path, capsys):
