@@ -168,7 +168,7 @@ def _cmd_sample(args) -> int:
     try:
         samples = diffusion.generate(
             model, seeds, class_idx=args.class_idx, img_size=args.img_size, device=args.device, num_steps=args.steps,
-            cfg_scale=args.cfg_scale, schedule=schedule)
+            cfg_scale=args.cfg_scale, schedule=schedule, precision=args.precision)
     except ValueError as e:  # a size the model cannot take (diffusion's own checks raise InputError already)
         if isinstance(e, InputError):
             raise
@@ -256,6 +256,7 @@ def _timm_version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from zoo.bench import LARGE_PARAMS
+    from zoo.precision import PRECISIONS
 
     import zoo
 
@@ -339,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--img-size', type=positive_int, default=None, help='sample side (default: the model\'s)')
     p.add_argument('--vae', help='diffusers AutoencoderKL (id or folder) to decode latent models')
     p.add_argument('--device', default='cpu', help="where to sample: 'cpu' (default), 'cuda', ...")
+    p.add_argument('--precision', choices=tuple(PRECISIONS), default='fp32',
+                   help="fp32 (default), or bf16: the denoiser under bfloat16 autocast (the CPU's AMX / AVX-512 bf16 "
+                        "units, CUDA's tensor cores); the sampler's state stays float64")
     p.add_argument('--threads', type=positive_int, default=None, help='torch.set_num_threads')
     p.add_argument('--out', required=True, help='PNG grid to write')
     p.set_defaults(func=_cmd_sample)

@@ -13,6 +13,11 @@ brick), passed as `schedule=`; the denoiser is then called with `bricks=...`. `B
 release's `--skip_bricks --skip_ratio r` option: every brick up to step int(num_steps * r), then the top
 brick(s) dropped. The release's own option is a no-op (it returns at the last brick, and its guided path
 ignores the index); this one skips, guided or not.
+
+Precision: `precision='bf16'` (`zoo sample --precision bf16`) runs each denoiser call under
+`zoo.precision.autocast` (bfloat16 autocast: on CPU, oneDNN's AMX / AVX-512 bf16 kernels); its output is
+taken back to float64 at once, so the sampler's state (x, the sigma steps, the Heun slopes) never leaves
+float64 and the guidance combination is done outside autocast, in the dtype the denoiser was called in.
 """
 import math
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ from typing import Callable, List, Optional, Sequence, Union
 import torch
 
 from zoo.errors import InputError
+from zoo.precision import autocast, check_precision
 
 __all__ = ['BrickSchedule', 'karras_sigmas', 'guided_denoise', 'edm_sample', 'generate', 'to_uint8', 'save_grid']
 
@@ -70,12 +76,21 @@ def guided_denoise(
         class_labels: Optional[torch.Tensor] = None,
         cfg_scale: Optional[float] = None,
         bricks: Optional[Sequence[int]] = None,
+        precision: str = 'fp32',
 ) -> torch.Tensor:
     """D(x; sigma, y), with classifier-free guidance when `cfg_scale` is set: the conditional and null-label
-    inputs run as one batch and D = D_null + s (D_cond - D_null). `bricks` is passed on when set."""
+    inputs run as one batch and D = D_null + s (D_cond - D_null). `bricks` is passed on when set. With
+    `precision='bf16'` the model runs under bfloat16 autocast and its output is cast back to x's dtype before
+    the guidance combination."""
     kwargs = {} if bricks is None else {'bricks': list(bricks)}
+
+    def run(*inputs):
+        with autocast(precision, x.device):
+            out = model(*inputs, **kwargs)
+        return out.to(x.dtype)
+
     if cfg_scale is None:
-        return model(x, sigma, class_labels, **kwargs)
+        return run(x, sigma, class_labels)
     if not getattr(model, 'num_classes', 0) or class_labels is None:
         raise InputError('classifier-free guidance needs a class-conditional model and class labels')
     n = x.shape[0]
@@ -84,7 +99,7 @@ def guided_denoise(
         null = torch.zeros_like(class_labels)
     else:
         null = torch.full_like(class_labels, -1)
-    out = model(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([class_labels, null]), **kwargs)
+    out = run(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([class_labels, null]))
     cond, uncond = out[:n], out[n:]
     return uncond + cfg_scale * (cond - uncond)
 
@@ -102,13 +117,15 @@ def edm_sample(
         schedule: Optional[Schedule] = None,
         S_churn: float = 0., S_min: float = 0., S_max: float = float('inf'), S_noise: float = 1.,
         randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
+        precision: str = 'fp32',
 ) -> torch.Tensor:
     """EDM Heun sampling from unit-variance `noise` (B, C, H, W); returns the float64 sample.
 
-    The denoiser runs in the model's dtype; `schedule(step, num_steps, sigma)` picks the bricks of each step
-    (both Heun evaluations of a step use the same bricks). `randn_like` draws the churn noise (used only when
-    S_churn > 0).
+    The denoiser runs in the model's dtype, under bfloat16 autocast with `precision='bf16'` (the sampler's state
+    stays float64 either way); `schedule(step, num_steps, sigma)` picks the bricks of each step (both Heun
+    evaluations of a step use the same bricks). `randn_like` draws the churn noise (used only when S_churn > 0).
     """
+    check_precision(precision)
     dtype = next(model.parameters()).dtype
     t_steps = karras_sigmas(num_steps, max(sigma_min, getattr(model, 'sigma_min', 0.)),
                             min(sigma_max, getattr(model, 'sigma_max', float('inf'))), rho, noise.device)
@@ -116,7 +133,7 @@ def edm_sample(
 
     def denoise(x, t, bricks):
         sigma = torch.full((n,), float(t), dtype=dtype, device=x.device)
-        return guided_denoise(model, x.to(dtype), sigma, class_labels, cfg_scale, bricks).to(torch.float64)
+        return guided_denoise(model, x.to(dtype), sigma, class_labels, cfg_scale, bricks, precision).to(torch.float64)
 
     x_next = noise.to(torch.float64) * t_steps[0]
     for i, (t_cur, t_next) in enumerate(zip(t_steps[:-1], t_steps[1:])):
