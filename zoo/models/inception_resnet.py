@@ -43,6 +43,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
+from zoo.layers import ConvAct, conv_with_bn_folded, fold_bn
 
 __all__ = ['InceptionResNetV1']
 
@@ -51,29 +52,12 @@ FACENET_MEAN = (127.5 / 255,) * 3
 FACENET_STD = (128 / 255,) * 3
 
 
-def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of `conv` followed by `bn` in eval mode, as one convolution."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    bias = bn.bias - bn.running_mean * scale
-    if conv.bias is not None:
-        bias = bias + conv.bias * scale
-    return conv.weight * scale.reshape(-1, 1, 1, 1), bias
-
-
-def _conv_like(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
-    out = nn.Conv2d(
-        weight.shape[1] * conv.groups, weight.shape[0], conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True, device=weight.device, dtype=weight.dtype)
-    out.weight.data.copy_(weight.detach())
-    out.bias.data.copy_(bias.detach())
-    return out
-
-
 class ConvBnAct(ConvNormAct):
-    """conv (no bias) -> BatchNorm -> ReLU (facenet's BasicConv2d); `fuse()` folds the BatchNorm for inference."""
+    """conv (no bias) -> BatchNorm -> ReLU (facenet's BasicConv2d); `fuse()` folds the BatchNorm for inference
+    and hands the ReLU to the convolution (`zoo.layers.ConvAct`)."""
 
     def fuse(self) -> nn.Module:
-        return nn.Sequential(_conv_like(self.conv, *_fold_bn(self.conv, self.bn)), self.bn.act)
+        return ConvAct(conv_with_bn_folded(self.conv, self.bn), self.bn.act)
 
 
 class _InceptionBlock(nn.Module):
@@ -102,10 +86,10 @@ class _InceptionBlock(nn.Module):
         for name in self.head_branches:
             branch = getattr(self, name)
             firsts.append(branch[0] if isinstance(branch, nn.Sequential) else branch)
-        folded = [_fold_bn(block.conv, block.bn) for block in firsts]
+        folded = [fold_bn(block.conv, block.bn) for block in firsts]
         weight = torch.cat([w for w, _ in folded])
         bias = torch.cat([b for _, b in folded])
-        self.heads = nn.Sequential(_conv_like(firsts[0].conv, weight, bias), nn.ReLU(inplace=True))
+        self.heads = ConvAct(conv_with_bn_folded(firsts[0].conv, weight=weight, bias=bias), nn.ReLU())
         self.head_splits = [w.shape[0] for w, _ in folded]
         for name in self.head_branches:
             branch = getattr(self, name)
@@ -117,16 +101,25 @@ class _InceptionBlock(nn.Module):
 
 class _ResidualBlock(_InceptionBlock):
     """x + scale * up(concat(branches)), then ReLU (none for the last Block8)."""
+    merged: torch.jit.Final[bool] = False  # set by reparameterize(): conv2d is then a ConvAct taking the shortcut
 
     @torch.no_grad()
     def reparameterize(self):
         super().reparameterize()
+        if self.merged:
+            return
         if self.scale != 1.0:  # fold the residual scale into the up-projection
             self.conv2d.weight.mul_(self.scale)
             self.conv2d.bias.mul_(self.scale)
             self.scale = 1.0
+        # the up-projection, the residual sum and the ReLU in one oneDNN call
+        self.conv2d = ConvAct(self.conv2d, self.act)
+        self.act = nn.Identity()
+        self.merged = True
 
     def _merge(self, x: torch.Tensor, branches: List[torch.Tensor]) -> torch.Tensor:
+        if self.merged:
+            return self.conv2d(torch.cat(branches, 1), x)
         # in place on the fresh conv output (its backward does not need it); same op order as the reference
         up = self.conv2d(torch.cat(branches, 1))
         if self.scale != 1.0:

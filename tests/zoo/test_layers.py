@@ -1,0 +1,76 @@
+"""zoo.layers: the fused convolution / linear layers give the plain layers' numbers on every path."""
+import pytest
+import torch
+import torch.nn as nn
+
+from zoo.layers import ConvAct, LinearAct, conv_with_bn_folded
+from zoo.testing import relative_error
+
+ACTS = [nn.ReLU(), nn.SiLU(), nn.GELU(), nn.GELU(approximate='tanh'), nn.Identity(), nn.Hardswish()]
+
+
+def _conv(dim: int, groups: int) -> nn.Module:
+    conv = nn.Conv2d(8, 16, 3, 2, 1, groups=groups) if dim == 2 else nn.Conv3d(8, 16, (1, 3, 3), (1, 2, 2), (0, 1, 1))
+    return conv.eval()
+
+
+@pytest.mark.parametrize('act', ACTS, ids=lambda a: type(a).__name__ + getattr(a, 'approximate', ''))
+@pytest.mark.parametrize('dim,groups', [(2, 1), (2, 2), (3, 1)])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('with_shortcut', [False, True])
+def test_conv_act_matches_conv_then_act(act, dim, groups, channels_last, with_shortcut):
+    torch.manual_seed(0)
+    layer = ConvAct(_conv(dim, groups), act)
+    time = [4] if dim == 3 else []
+    x = torch.randn(2, 8, *time, 16, 16)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last if dim == 2 else torch.channels_last_3d)
+    shortcut = torch.randn(2, 16, *time, 8, 8) if with_shortcut else None
+    with torch.inference_mode():
+        ref = layer._plain(x, shortcut)
+        assert relative_error(layer(x, shortcut), ref) < 1e-5
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = layer(x, shortcut)
+        assert out.dtype == torch.bfloat16  # it ran in bf16, within bf16's rounding
+        assert 0 < relative_error(out.float(), ref) < 0.02
+
+
+def test_conv_act_trains_and_scripts_through_the_plain_path():
+    layer = ConvAct(nn.Conv2d(3, 4, 3, 1, 1), nn.ReLU())
+    x = torch.randn(1, 3, 8, 8)
+    layer(x).sum().backward()
+    assert layer.conv.weight.grad is not None
+    torch.testing.assert_close(torch.jit.script(layer.eval())(x), layer._plain(x, None))
+
+
+def test_cached_weights_follow_weight_updates():
+    layer = ConvAct(nn.Conv2d(3, 4, 3, 1, 1), nn.ReLU()).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        layer(x)
+        layer.conv.weight.mul_(2)
+        torch.testing.assert_close(layer(x), layer._plain(x, None))
+
+
+@pytest.mark.parametrize('act', [nn.ReLU(), nn.GELU(approximate='tanh'), nn.GELU(), nn.Identity(), nn.SiLU()],
+                         ids=lambda a: type(a).__name__ + getattr(a, 'approximate', ''))
+def test_linear_act_matches_linear_then_act(act):
+    torch.manual_seed(0)
+    layer = LinearAct(nn.Linear(32, 64), act)
+    x = torch.randn(3, 5, 32)
+    with torch.inference_mode():
+        ref = act(layer.linear(x))
+        assert relative_error(layer(x), ref) < 1e-5
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = layer(x)
+        assert out.dtype == torch.bfloat16 and 0 < relative_error(out.float(), ref) < 0.02
+
+
+def test_bn_folding_is_exact_in_2d_and_3d():
+    for conv, bn in ((nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)),
+                     (nn.Conv3d(4, 6, 3, padding=1), nn.BatchNorm3d(6))):
+        bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+        bn.eval()
+        x = torch.randn(2, 4, *([5] * (conv.weight.dim() - 2)))
+        with torch.no_grad():
+            torch.testing.assert_close(conv_with_bn_folded(conv, bn)(x), bn(conv(x)), atol=1e-5, rtol=1e-5)

@@ -1,0 +1,178 @@
+"""Inference-time building blocks shared by the families' `fuse()` / `reparameterize()` (timm's
+`reparameterize_model` calls them): BatchNorm folding, and a convolution or linear layer that applies its
+activation (and a residual sum) in the same oneDNN call on CPU.
+
+On CPU, eager PyTorch runs `relu(conv(x) + shortcut)` as three passes over memory; oneDNN can apply the sum and
+the activation as post-ops of the convolution while its output is still in cache. `torch.ops.mkldnn.
+_convolution_pointwise` / `_linear_pointwise` are the kernels torch.compile's CPU backend emits for the same
+patterns; here eager code calls them. They are not covered by autocast, so under CPU autocast the input is cast
+to autocast's dtype here and the weights once per dtype (cached, refreshed when the weights change), which
+also spares autocast's per-call weight casts. Anything else (training with gradients, CUDA, TorchScript, fx
+tracing, a torch without oneDNN) takes the plain path, with the same numbers up to summation order.
+"""
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['fold_bn', 'conv_with_bn_folded', 'ConvAct', 'LinearAct']
+
+# activation module -> (oneDNN post-op name, its algorithm)
+_POST_OPS = (
+    (nn.ReLU, 'relu', ''),
+    (nn.SiLU, 'swish', ''),
+    (nn.Identity, None, ''),
+)
+
+
+def fold_bn(conv: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of `conv` (2-D or 3-D) followed by `bn` in eval mode, as one convolution."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return conv.weight * scale.reshape(-1, *([1] * (conv.weight.dim() - 1))), bias
+
+
+@torch.no_grad()
+def conv_with_bn_folded(conv: nn.Module, bn: Optional[nn.Module] = None, weight: Optional[torch.Tensor] = None,
+                        bias: Optional[torch.Tensor] = None) -> nn.Module:
+    """A copy of `conv` (nn.Conv2d / nn.Conv3d) with a bias: `bn` folded in, or the given weight and bias (whose
+    output width may differ from conv's, e.g. several branches' convolutions concatenated)."""
+    if bn is not None:
+        weight, bias = fold_bn(conv, bn)
+    weight = conv.weight if weight is None else weight
+    bias = (conv.bias if conv.bias is not None else torch.zeros_like(weight[:, 0].flatten(1)[:, 0])) \
+        if bias is None else bias
+    out = type(conv)(
+        weight.shape[1] * conv.groups, weight.shape[0], conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        conv.groups, bias=True, padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype)
+    out.weight.copy_(weight)
+    out.bias.copy_(bias)
+    return out
+
+
+def _post_op(act: nn.Module) -> Optional[Tuple[Optional[str], str]]:
+    for cls, name, algorithm in _POST_OPS:
+        if type(act) is cls:
+            return name, algorithm
+    if isinstance(act, nn.GELU):
+        return 'gelu', act.approximate
+    return None  # an activation oneDNN is not given: applied after the call
+
+
+def _oneDNN_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (x.device.type == 'cpu' and torch.backends.mkldnn.is_available()
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            and x.dtype in (torch.float32, torch.bfloat16))
+
+
+class _CastCache:
+    """The layer's weights in the dtype and memory format of the call, made once (per weight version)."""
+
+    def __init__(self):
+        self.entries: Dict[tuple, tuple] = {}
+
+    def get(self, weight: torch.Tensor, bias: Optional[torch.Tensor], dtype: torch.dtype, fmt: torch.memory_format):
+        key = (dtype, fmt, weight.dim())
+        version = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in (weight, bias) if t is not None)
+        hit = self.entries.get(key)
+        if hit is None or hit[0] != version:
+            w = weight.detach().to(dtype).contiguous(memory_format=fmt)
+            b = None if bias is None else bias.detach().to(dtype)
+            hit = self.entries[key] = (version, w, b)
+        return hit[1], hit[2]
+
+
+def _call_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    if torch.is_autocast_enabled('cpu'):
+        return torch.get_autocast_dtype('cpu')
+    return weight.dtype
+
+
+class ConvAct(nn.Module):
+    """act(conv(x) [+ shortcut]): one oneDNN call on CPU in inference (see the module docstring).
+
+    `conv` is an nn.Conv2d or nn.Conv3d (zero padding), `act` an activation module: ReLU, SiLU, GELU and
+    Identity become post-ops; any other runs after the call."""
+
+    def __init__(self, conv: nn.Module, act: Optional[nn.Module] = None):
+        super().__init__()
+        if conv.padding_mode != 'zeros' or isinstance(conv.padding, str):
+            raise ValueError('ConvAct takes a zero-padded convolution with explicit padding')
+        self.conv = conv
+        self.act = act if act is not None else nn.Identity()
+        self._post = _post_op(self.act)
+        self._cache = _CastCache()
+
+    def _plain(self, x: torch.Tensor, shortcut: Optional[torch.Tensor]) -> torch.Tensor:
+        y = self.conv(x)
+        if shortcut is not None:
+            y = y + shortcut
+        return self.act(y)
+
+    def forward(self, x: torch.Tensor, shortcut: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._plain(x, shortcut)
+        return self._fused(x, shortcut)
+
+    @torch.jit.unused
+    def _fused(self, x: torch.Tensor, shortcut: Optional[torch.Tensor]) -> torch.Tensor:
+        conv = self.conv
+        if isinstance(x, torch.fx.Proxy) or x.dim() != conv.weight.dim() or not _oneDNN_usable(x, conv.weight):
+            return self._plain(x, shortcut)
+        dtype = _call_dtype(x, conv.weight)
+        fmt = _memory_format(x)
+        weight, bias = self._cache.get(conv.weight, conv.bias, dtype, fmt)
+        x = x.to(dtype)
+        name, algorithm = self._post if self._post is not None else (None, '')
+        geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        if shortcut is None:
+            y = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *geometry, name or 'none', [], algorithm)
+        elif dtype != torch.float32 and (fmt == torch.contiguous_format or conv.groups > 1):
+            # oneDNN leaves these bf16 cases to torch's add_relu, which has no bf16 kernel: sum after the call
+            y = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *geometry, 'none', [], '')
+            return self.act(y.add_(shortcut.to(dtype)))
+        else:
+            shortcut = shortcut.to(dtype).contiguous(memory_format=fmt)
+            if name not in (None, 'relu'):  # oneDNN's sum-then-activation fusion here takes ReLU only
+                return self.act(torch.ops.mkldnn._convolution_pointwise.binary(
+                    x, shortcut, weight, bias, *geometry, 'add', None, None, [], ''))
+            y = torch.ops.mkldnn._convolution_pointwise.binary(
+                x, shortcut, weight, bias, *geometry, 'add', None, name, [], '')
+        return y if self._post is not None else self.act(y)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+class LinearAct(nn.Module):
+    """act(linear(x)): one oneDNN call on CPU in inference, as ConvAct."""
+
+    def __init__(self, linear: nn.Linear, act: Optional[nn.Module] = None):
+        super().__init__()
+        self.linear = linear
+        self.act = act if act is not None else nn.Identity()
+        self._post = _post_op(self.act)
+        self._cache = _CastCache()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self.act(self.linear(x))
+        return self._fused(x)
+
+    @torch.jit.unused
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+        lin = self.linear
+        if isinstance(x, torch.fx.Proxy) or not _oneDNN_usable(x, lin.weight) or self._post is None:
+            return self.act(lin(x))
+        dtype = _call_dtype(x, lin.weight)
+        weight, bias = self._cache.get(lin.weight, lin.bias, dtype, torch.contiguous_format)
+        name, algorithm = self._post
+        return torch.ops.mkldnn._linear_pointwise(x.to(dtype), weight, bias, name or 'none', [], algorithm)
