@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['fold_bn', 'conv_with_bn_folded', 'ConvAct', 'LinearAct']
+__all__ = ['fold_bn', 'conv_with_bn_folded', 'pointwise_after_bn', 'scaled_conv', 'fuse_conv_norm_act', 'ConvAct',
+           'LinearAct']
 
 # activation module -> (oneDNN post-op name, its algorithm)
 _POST_OPS = (
@@ -51,6 +52,33 @@ def conv_with_bn_folded(conv: nn.Module, bn: Optional[nn.Module] = None, weight:
     out.weight.copy_(weight)
     out.bias.copy_(bias)
     return out
+
+
+@torch.no_grad()
+def pointwise_after_bn(bn: nn.modules.batchnorm._BatchNorm, conv: nn.Module) -> nn.Module:
+    """A 1x1 `conv` (ungrouped) that takes what `bn` (eval mode) took: conv(bn(x)) as one convolution. Exact
+    only for a pointwise conv, which sees no padding."""
+    if any(k != 1 for k in conv.kernel_size) or conv.groups != 1:
+        raise ValueError('only an ungrouped 1x1 convolution can absorb the BatchNorm before it')
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    flat = conv.weight.flatten(1)
+    bias = flat @ shift + (conv.bias if conv.bias is not None else 0)
+    return conv_with_bn_folded(conv, weight=conv.weight * scale.reshape(1, -1, *([1] * (conv.weight.dim() - 2))),
+                               bias=bias)
+
+
+@torch.no_grad()
+def scaled_conv(conv: nn.Module, gamma: torch.Tensor) -> nn.Module:
+    """`conv` followed by a per-channel scale (LayerScale) as one convolution."""
+    shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+    bias = conv.bias * gamma if conv.bias is not None else torch.zeros_like(gamma)
+    return conv_with_bn_folded(conv, weight=conv.weight * gamma.reshape(shape), bias=bias)
+
+
+def fuse_conv_norm_act(block: nn.Module) -> 'ConvAct':
+    """timm's ConvNormAct (conv, BatchNormAct2d carrying its activation) as one ConvAct."""
+    return ConvAct(conv_with_bn_folded(block.conv, block.bn), block.bn.act)
 
 
 def _post_op(act: nn.Module) -> Optional[Tuple[Optional[str], str]]:

@@ -1,5 +1,7 @@
 """bf16 numerics, stated per family: each family's main output under bfloat16 autocast against its fp32 output,
-on the reference fixture's inputs and (official-named, converted) weights.
+on the reference fixture's inputs and (official-named, converted) weights, as built and after timm's
+`reparameterize_model` (the inference form: folded norms, oneDNN-fused layers), whose fp32 output must still
+match the official one to the fixture's tolerance.
 
 The error is the fixtures' measure, max|bf16 - fp32| / max|fp32|. bf16 keeps 8 bits of mantissa (a relative
 rounding step of 2^-8 = 0.0039 per value), so one matmul is good to about that, and a deep net's error is what
@@ -10,6 +12,7 @@ oneDNN's AMX kernels) with room for other kernels' summation orders, and well be
 """
 import pytest
 import torch
+from timm.utils import reparameterize_model
 
 import zoo
 from zoo.precision import autocast
@@ -45,13 +48,16 @@ CASES = {
 }
 
 
-def bf16_errors(fixture: str):
-    """(bf16 vs our fp32, our fp32 vs the official fp32 output) of `fixture`'s main output."""
+def bf16_errors(fixture: str, reparameterized: bool = False):
+    """(bf16 vs our fp32, our fp32 vs the official fp32 output) of `fixture`'s main output; `reparameterized`:
+    of the model after `timm.utils.reparameterize_model` (folded norms, fused oneDNN layers)."""
     name, forward, _ = CASES[fixture]
     fx = load_fixture(fixture)
     model = zoo.create_model(name)
     model.load_state_dict(zoo.hub.family_filter(model)(fx['state_dict'], model))
     model.eval()
+    if reparameterized:
+        model = reparameterize_model(model)
     with torch.inference_mode():
         fp32 = forward(model, fx['inputs'])
         with autocast('bf16', model):
@@ -61,9 +67,10 @@ def bf16_errors(fixture: str):
     return relative_error(bf16.float(), fp32), relative_error(fp32, expected)
 
 
+@pytest.mark.parametrize('reparameterized', [False, True], ids=['as-built', 'reparameterized'])
 @pytest.mark.parametrize('fixture', [pytest.param(f, marks=requires_fixture(f)) for f in CASES])
-def test_bf16_error_within_the_family_bound(fixture):
-    err, fp32_err = bf16_errors(fixture)
+def test_bf16_error_within_the_family_bound(fixture, reparameterized):
+    err, fp32_err = bf16_errors(fixture, reparameterized)
     bound = CASES[fixture][2]
     assert fp32_err <= 1e-4  # the fp32 path is the fixture's, so the comparison is against the official output
     assert 0 < err <= bound, f'{fixture}: bf16 relative error {err:.4g} (bound {bound})'
@@ -72,5 +79,6 @@ def test_bf16_error_within_the_family_bound(fixture):
 if __name__ == '__main__':  # prints the table the README quotes
     torch.set_num_threads(2)
     for fixture in CASES:
-        err, fp32_err = bf16_errors(fixture)
-        print(f'{fixture:32s} bf16 {err:.4f}  fp32 {fp32_err:.1e}')
+        (err, fp32_err), (fused_err, fused_fp32_err) = bf16_errors(fixture), bf16_errors(fixture, True)
+        print(f'{fixture:32s} bf16 {err:.4f}  fp32 {fp32_err:.1e}  reparameterized: bf16 {fused_err:.4f}  '
+              f'fp32 {fused_fp32_err:.1e}')

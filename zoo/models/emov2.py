@@ -38,6 +38,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
+from zoo.layers import ConvAct, fuse_conv_norm_act, pointwise_after_bn, scaled_conv
 
 __all__ = ['EMOv2']
 
@@ -86,10 +87,14 @@ def hybrid_window_attention(
     """Grid-window plus local-window multi-head attention on padded maps, summed (both softmaxes separate).
 
     Explicit matmul / softmax / matmul in the reference order: on CPU this beats the fused kernel here
-    (v's head width differs from q's, which sends SDPA to its slow math path).
+    (v's head width differs from q's, which sends SDPA to its slow math path). Under CPU autocast it stays in
+    fp32: these 49-token batched matmuls run 1.4-3x slower in bf16 on this kind of CPU (oneDNN's bf16 path pays
+    off on large GEMMs only), and the fp32 softmax would convert both ways anyway.
     """
     batch, _, hp, wp = qk.shape
     channels_last = qk.is_contiguous(memory_format=torch.channels_last) and not qk.is_contiguous()
+    if not torch.jit.is_scripting() and _under_cpu_autocast(qk):
+        return _hybrid_window_attention_fp32(qk, v, num_heads, window_size, scale)
     q, k = qk.chunk(2, dim=1)
     out = torch.empty(0)
     for grid in (True, False):
@@ -100,6 +105,18 @@ def hybrid_window_attention(
         part = _from_windows(attn @ vw, batch, hp, wp, window_size, grid, channels_last)
         out = part if grid else out + part
     return out
+
+
+@torch.jit.unused
+def _under_cpu_autocast(x: torch.Tensor) -> bool:
+    return x.device.type == 'cpu' and torch.is_autocast_enabled('cpu')
+
+
+@torch.jit.unused
+def _hybrid_window_attention_fp32(
+        qk: torch.Tensor, v: torch.Tensor, num_heads: int, window_size: int, scale: float) -> torch.Tensor:
+    with torch.autocast('cpu', enabled=False):
+        return hybrid_window_attention(qk.float(), v.float(), num_heads, window_size, scale)
 
 
 # shape-dependent padding and window shapes are leaves for fx
@@ -141,6 +158,11 @@ class HybridWindowAttention(nn.Module):
         self.v = nn.Conv2d(in_chs, out_chs, 1, **dd)
         self.act = _act(act_layer)
 
+    def reparameterize(self):
+        """The q/k and v convolutions (with v's activation) as oneDNN calls with their weights cast once."""
+        if not isinstance(self.qk, ConvAct):
+            self.qk, self.v, self.act = ConvAct(self.qk), ConvAct(self.v, self.act), nn.Identity()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         x = _pad_to_windows(x, self.window_size)
@@ -149,7 +171,14 @@ class HybridWindowAttention(nn.Module):
 
 
 class IIRMB(nn.Module):
-    """Improved inverted residual mobile block."""
+    """Improved inverted residual mobile block.
+
+    `reparameterize()` (timm's `reparameterize_model`) folds for inference: a BatchNorm pre-norm into the
+    pointwise expansion after it, the depthwise conv's BatchNorm into it, LayerScale into the projection, and
+    hands activations and the residual sum to oneDNN (`zoo.layers.ConvAct`). The attention blocks' pre-norm
+    stays: their maps are padded to whole windows after it, and a folded norm would change the padded tokens.
+    """
+    fused: torch.jit.Final[bool] = False
 
     def __init__(
             self,
@@ -184,13 +213,40 @@ class IIRMB(nn.Module):
         self.ls = LayerScale2d(out_chs, ls_init_value, inplace=True, **dd)  # on the fresh proj output
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    @torch.no_grad()
+    def reparameterize(self):
+        if self.fused:
+            return
+        if isinstance(self.eop, PointwiseAct):
+            conv = self.eop.conv
+            if isinstance(self.norm, nn.BatchNorm2d):
+                conv, self.norm = pointwise_after_bn(self.norm, conv), nn.Identity()
+            self.eop = ConvAct(conv, self.eop.act)
+        self.conv_local = fuse_conv_norm_act(self.conv_local)
+        self.proj = ConvAct(scaled_conv(self.proj, self.ls.gamma))
+        self.ls = nn.Identity()
+        self.fused = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.eop(self.norm(x))
+        if self.fused:  # eval only: no drop path
+            if self.has_skip:
+                return self.proj(x + self.conv_local(x), shortcut)
+            return self.proj(self.conv_local(x))
         if self.has_skip:
             x = x + self.conv_local(x)
             return shortcut + self.drop_path(self.ls(self.proj(x)))
         return self.ls(self.proj(self.conv_local(x)))
+
+
+class Stem(nn.Sequential):
+    """conv-BN-SiLU, depthwise conv-BN-SiLU, 1x1 conv; `reparameterize()` folds the BatchNorms."""
+
+    def reparameterize(self):
+        for i in (0, 1):
+            if isinstance(self[i], ConvNormAct):
+                self[i] = fuse_conv_norm_act(self[i])
 
 
 def _check_global_pool(global_pool: str) -> str:
@@ -239,7 +295,7 @@ class EMOv2(nn.Module):
 
         stem_chs = embed_dims[0] // 2
         bn_act = partial(ConvNormAct, norm_kwargs=dict(eps=NORM_EPS), act_layer='silu', act_kwargs=dict(inplace=True))
-        self.stem = nn.Sequential(
+        self.stem = Stem(
             bn_act(in_chans, stem_chs, 3, stride=2, bias=True, **dd),
             bn_act(stem_chs, stem_chs, 3, groups=stem_chs, **dd),
             nn.Conv2d(stem_chs, stem_chs, 1, bias=False, **dd),
