@@ -69,7 +69,7 @@ def official_channels_last(model: torch.nn.Module) -> torch.nn.Module:
     """The official model in channels_last: its 4-D weights one by one (`.to(memory_format)` raises)."""
     for t in list(model.parameters()) + list(model.buffers()):
         if t.dim() == 4:
-            t.data = t.data.contiguous(memory_format=torch.channels_last)
+            t.data = t.data.to(memory_format=torch.channels_last)
     return model
 
 

@@ -44,6 +44,7 @@ from timm.models.resnet import Bottleneck, ResNet
 
 from segmentation.roi_tanh import cartesian_to_polar_grid, grid_sample, pad_polar_map, polar_to_cartesian_grid
 from zoo.hub import build_model, unwrap_state_dict
+from zoo.layers import ConvAct, FusedBottleneck, conv_with_bn_folded, fold_bn
 from zoo.models import register_project_model
 
 __all__ = ['RTNet', 'RTNetEncoder', 'HybridBlock', 'ResNetEncoder', 'FCNHead', 'DeepLabV3PlusHead',
@@ -81,8 +82,14 @@ def _conv_bn(in_chs: int, out_chs: int, stride: int, dilation: int, polar: bool)
 
 
 class HybridBlock(nn.Module):
-    """Bottleneck with a polar and a (optionally Tanh-Cartesian) half-width 3x3 branch."""
+    """Bottleneck with a polar and a (optionally Tanh-Cartesian) half-width 3x3 branch.
+
+    `reparameterize()` (timm's `reparameterize_model`) folds every BatchNorm, merges the two 1x1 entry
+    convolutions into one, and hands the ReLUs and the residual sum to oneDNN (`zoo.layers.ConvAct`); the
+    Cartesian branch's ReLU stays after its warp back, where the reference applies it.
+    """
     expansion = 4
+    fused: torch.jit.Final[bool] = False
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
                  dilation: int = 1, hybrid: bool = False):
@@ -115,21 +122,44 @@ class HybridBlock(nn.Module):
             grids[key] = grid
         return grid
 
+    @torch.no_grad()
+    def reparameterize(self):
+        if self.fused:
+            return
+        (wa, ba), (wb, bb) = fold_bn(self.conv1_a, self.bn1_a), fold_bn(self.conv1_b, self.bn1_b)
+        self.conv1_a = ConvAct(conv_with_bn_folded(
+            self.conv1_a, weight=torch.cat([wa, wb]), bias=torch.cat([ba, bb])), nn.ReLU())
+        self.conv1_b = self.bn1_a = self.bn1_b = nn.Identity()
+        pad, conv = self.conv_polar[0]
+        self.conv_polar = nn.Sequential(pad, ConvAct(conv_with_bn_folded(conv, self.conv_polar[1]), nn.ReLU()))
+        self.conv_cart = ConvAct(conv_with_bn_folded(*self.conv_cart), None if self.hybrid else nn.ReLU())
+        self.conv3 = ConvAct(conv_with_bn_folded(self.conv3, self.bn3), nn.ReLU())
+        self.bn3 = nn.Identity()
+        if self.downsample is not None:
+            self.downsample = ConvAct(conv_with_bn_folded(*self.downsample))
+        self.fused = True
+
     def forward(self, x: torch.Tensor, rois: torch.Tensor, grids: Optional[Dict] = None) -> torch.Tensor:
         """rois: this stage's face boxes; grids: a per-forward cache of the conversion grids (with
         keep_aspect_ratio they depend on the boxes' aspect ratios and the map sizes only)."""
         shortcut = x if self.downsample is None else self.downsample(x)
-        a = self.act(self.bn1_a(self.conv1_a(x)))
-        b = self.act(self.bn1_b(self.conv1_b(x)))
+        if self.fused:  # conv1_a is both entry convolutions, conv_polar / conv_cart end with their ReLU
+            a, b = self.conv1_a(x).chunk(2, dim=1)
+        else:
+            a = self.act(self.bn1_a(self.conv1_a(x)))
+            b = self.act(self.bn1_b(self.conv1_b(x)))
         a = self.conv_polar(a)
         if self.hybrid:
             size = tuple(b.shape[-2:])
             b = self.conv_cart(grid_sample(pad_polar_map(b), self._grid(grids, 'to_cart', rois, size, b)))
             out_size = tuple(b.shape[-2:])  # the official code scales the rois by h1 / h2 (no-op with kar)
             b = grid_sample(b, self._grid(grids, 'to_polar', rois / (size[0] / out_size[0]), out_size, b))
+            b = self.act(b)
         else:
             b = self.conv_cart(b)
-        out = torch.cat([self.act(a), self.act(b)], dim=1)
+        if self.fused:
+            return self.conv3(torch.cat([a, b], dim=1), shortcut)
+        out = torch.cat([self.act(a), self.act(b) if not self.hybrid else b], dim=1)
         out = self.bn3(self.conv3(out))
         return self.act(out + shortcut)
 
@@ -141,6 +171,15 @@ class RoiLayer(nn.Sequential):
         for block in self:
             x = block(x, rois, grids) if isinstance(block, HybridBlock) else block(x)
         return x
+
+
+def _fuse_bottlenecks(module: nn.Module):
+    """Every timm Bottleneck below `module` replaced by its inference form (zoo.layers.FusedBottleneck)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Sequential):
+            for i, block in enumerate(layer):
+                if isinstance(block, Bottleneck):
+                    layer[i] = FusedBottleneck(block)
 
 
 def _default_rois(x: torch.Tensor, rois: Optional[torch.Tensor]) -> torch.Tensor:
@@ -199,6 +238,15 @@ class RTNetEncoder(nn.Module):
                 layer.append(Bottleneck(out_chs, planes))
         return RoiLayer(*layer)
 
+    @torch.no_grad()
+    def reparameterize(self):
+        """The stem's BatchNorm and ReLU into its convolution; layer 1's plain bottlenecks fused (the
+        HybridBlocks reparameterize themselves)."""
+        if isinstance(self.conv1, nn.Conv2d):
+            self.conv1 = ConvAct(conv_with_bn_folded(self.conv1, self.bn1), nn.ReLU())
+            self.bn1 = self.act1 = nn.Identity()
+        _fuse_bottlenecks(self)
+
     def forward(self, x: torch.Tensor, rois: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """[c1, c2, c3, c4]; rois are the face boxes in the source image (x1, y1, x2, y2, ...)."""
         rois = _default_rois(x, rois)[:, :4]
@@ -221,6 +269,14 @@ class ResNetEncoder(nn.Module):
         self.feature_info = [dict(num_chs=c, reduction=r, module=f'body.layer{i + 1}')
                              for i, (c, r) in enumerate(zip((256, 512, 1024, 2048), (4, 8, 8, 8)))]
         self.num_features = 2048
+
+    @torch.no_grad()
+    def reparameterize(self):
+        b = self.body
+        if isinstance(b.conv1, nn.Conv2d):
+            b.conv1 = ConvAct(conv_with_bn_folded(b.conv1, b.bn1), nn.ReLU())
+            b.bn1 = b.act1 = nn.Identity()
+        _fuse_bottlenecks(b)
 
     def forward(self, x: torch.Tensor, rois: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         b = self.body
@@ -249,6 +305,12 @@ class FCNHead(nn.Sequential):
     def reset(self, num_classes: int):
         old = self[4].weight
         self[4] = nn.Conv2d(self[4].in_channels, num_classes, 1, device=old.device, dtype=old.dtype)
+
+    @torch.no_grad()
+    def reparameterize(self):
+        if isinstance(self[0], nn.Conv2d):
+            self[0] = ConvAct(conv_with_bn_folded(self[0], self[1]), nn.ReLU())
+            self[1] = self[2] = nn.Identity()
 
     def forward(self, high: torch.Tensor, low: Optional[torch.Tensor] = None) -> torch.Tensor:
         return super().forward(high)

@@ -154,12 +154,16 @@ def count_macs_meta(model: torch.nn.Module, inputs: Tuple) -> float:
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    """channels_last for 4-D weights and channels_last_3d for 5-D ones (a video model may hold both)."""
+    """channels_last for 4-D weights and channels_last_3d for 5-D ones (a video model may hold both).
+
+    `.to(memory_format=...)`, not `.contiguous(memory_format=...)`: a 1x1 kernel (O, I, 1, 1) counts as
+    contiguous in both formats, so `.contiguous` keeps its plain strides, and oneDNN then takes a slow path for
+    the whole convolution (RTNet-50 in bf16 ran 2.2x slower so)."""
     fmt = {4: torch.channels_last, 5: torch.channels_last_3d}
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() in fmt:
-                p.data = p.data.contiguous(memory_format=fmt[p.dim()])
+                p.data = p.data.to(memory_format=fmt[p.dim()])
     return model
 
 

@@ -10,6 +10,7 @@ to autocast's dtype here and the weights once per dtype (cached, refreshed when 
 also spares autocast's per-call weight casts. Anything else (training with gradients, CUDA, TorchScript, fx
 tracing, a torch without oneDNN) takes the plain path, with the same numbers up to summation order.
 """
+import math
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -17,7 +18,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ['fold_bn', 'conv_with_bn_folded', 'pointwise_after_bn', 'scaled_conv', 'fuse_conv_norm_act', 'ConvAct',
-           'LinearAct']
+           'LinearAct', 'FusedBottleneck']
+
+# Outputs smaller than this many elements run torch's own convolution (still with the cast-once weights) and a
+# separate activation: the fused op costs some 30 us more per call here (it builds its oneDNN primitive each
+# call), more than the activation pass it saves on a small map (EMOv2 at batch 1 ran 10 % slower fused).
+FUSE_MIN_WORK = 1 << 17
 
 # activation module -> (oneDNN post-op name, its algorithm)
 _POST_OPS = (
@@ -107,7 +113,7 @@ class _CastCache:
         version = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in (weight, bias) if t is not None)
         hit = self.entries.get(key)
         if hit is None or hit[0] != version:
-            w = weight.detach().to(dtype).contiguous(memory_format=fmt)
+            w = weight.detach().to(dtype=dtype, memory_format=fmt)  # .to restrides 1x1 kernels, see zoo.bench
             b = None if bias is None else bias.detach().to(dtype)
             hit = self.entries[key] = (version, w, b)
         return hit[1], hit[2]
@@ -151,9 +157,12 @@ class ConvAct(nn.Module):
         if isinstance(x, torch.fx.Proxy) or x.dim() != conv.weight.dim() or not _oneDNN_usable(x, conv.weight):
             return self._plain(x, shortcut)
         dtype = _call_dtype(x, conv.weight)
-        fmt = _memory_format(x)
+        fmt = _memory_format(x, conv.weight)
         weight, bias = self._cache.get(conv.weight, conv.bias, dtype, fmt)
         x = x.to(dtype)
+        if x.numel() // x.shape[1] * conv.out_channels < FUSE_MIN_WORK * math.prod(conv.stride):
+            y = conv._conv_forward(x, weight, bias)  # torch's convolution, with the weights cast once
+            return self.act(y if shortcut is None else y.add_(shortcut))
         name, algorithm = self._post if self._post is not None else (None, '')
         geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         if shortcut is None:
@@ -163,7 +172,7 @@ class ConvAct(nn.Module):
             y = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *geometry, 'none', [], '')
             return self.act(y.add_(shortcut.to(dtype)))
         else:
-            shortcut = shortcut.to(dtype).contiguous(memory_format=fmt)
+            shortcut = shortcut.to(dtype=dtype, memory_format=fmt)
             if name not in (None, 'relu'):  # oneDNN's sum-then-activation fusion here takes ReLU only
                 return self.act(torch.ops.mkldnn._convolution_pointwise.binary(
                     x, shortcut, weight, bias, *geometry, 'add', None, None, [], ''))
@@ -172,11 +181,26 @@ class ConvAct(nn.Module):
         return y if self._post is not None else self.act(y)
 
 
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
-        return torch.channels_last_3d
+def _is_channels_last(t: torch.Tensor) -> bool:
+    """Channels innermost: a channels-last map or a channel slice of one, or a kernel laid out channels-last
+    (a 1x1 kernel counts as contiguous in both layouts, so its strides are compared exactly)."""
+    if t.dim() not in (4, 5):
+        return False
+    if t.shape[1] > 1 and t.stride(1) == 1 and not t.is_contiguous():
+        return True
+    c, spatial = t.shape[1], t.shape[2:]
+    strides, step = [1], c
+    for size in reversed(spatial):
+        strides.insert(0, step)
+        step *= size
+    return tuple(t.stride()) == (step, 1, *strides[:-1])
+
+
+def _memory_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
+    """The layout the call runs in, chosen as torch's own oneDNN convolution chooses it: channels-last when the
+    input or the weight is."""
+    if _is_channels_last(x) or _is_channels_last(weight):
+        return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
     return torch.contiguous_format
 
 
@@ -204,3 +228,26 @@ class LinearAct(nn.Module):
         weight, bias = self._cache.get(lin.weight, lin.bias, dtype, torch.contiguous_format)
         name, algorithm = self._post
         return torch.ops.mkldnn._linear_pointwise(x.to(dtype), weight, bias, name or 'none', [], algorithm)
+
+
+class FusedBottleneck(nn.Module):
+    """A ResNet bottleneck for inference: three ConvActs, the last one taking the (folded) shortcut.
+
+    Built from any block with conv1/bn1, conv2/bn2, conv3/bn3, an optional `downsample` (conv, BatchNorm) and
+    ReLUs, as timm's `Bottleneck` (without SE, DropBlock or anti-aliasing) and its 3-D variants are."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        for name in ('se', 'drop_block', 'aa'):
+            extra = getattr(block, name, None)
+            if extra is not None and not isinstance(extra, nn.Identity):
+                raise ValueError(f'FusedBottleneck does not fold {name}')
+        self.conv1 = ConvAct(conv_with_bn_folded(block.conv1, block.bn1), nn.ReLU())
+        self.conv2 = ConvAct(conv_with_bn_folded(block.conv2, block.bn2), nn.ReLU())
+        self.conv3 = ConvAct(conv_with_bn_folded(block.conv3, block.bn3), nn.ReLU())
+        down = block.downsample
+        self.downsample = None if down is None else ConvAct(conv_with_bn_folded(down[0], down[1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.conv3(self.conv2(self.conv1(x)), shortcut)

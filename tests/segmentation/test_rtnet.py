@@ -174,3 +174,32 @@ def test_face_parsers_live_in_the_zoo_registry_not_timms():
     with pytest.raises(RuntimeError, match='nosuchtag'):
         create_model('rtnet50_fcn11.nosuchtag')
     assert type(create_model('inception_resnet_v1', num_classes=5)).__name__ == 'InceptionResNetV1'  # timm's
+
+
+@pytest.mark.parametrize('name', ['rtnet50_fcn11', 'resnet50_fcn14'])
+def test_reparameterized_parser_matches(name):
+    """timm's reparameterize_model: BatchNorms folded, entry convs merged, ReLUs and residual sums fused
+    (zoo.layers); same logits in either layout, on statistics far from BatchNorm's init."""
+    from timm.utils import reparameterize_model
+
+    from zoo.bench import to_channels_last
+    from zoo.testing import relative_error
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    with torch.no_grad():
+        for key, buf in model.named_buffers():
+            if key.endswith('running_var'):
+                buf.uniform_(0.5, 1.5)
+            elif key.endswith('running_mean'):
+                buf.normal_(0, 0.1)
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.2)
+    fused = reparameterize_model(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x, rois = torch.randn(1, 3, 97, 97), torch.tensor([[10., 20., 80., 70.]])
+    with torch.inference_mode():
+        ref = model(x, rois)
+        assert relative_error(fused(x, rois), ref) < 1e-5
+        fused_cl = to_channels_last(fused)
+        assert relative_error(fused_cl(x.to(memory_format=torch.channels_last), rois), ref) < 1e-5

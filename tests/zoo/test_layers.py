@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from zoo import layers
 from zoo.layers import ConvAct, LinearAct, conv_with_bn_folded
 from zoo.testing import relative_error
 
@@ -18,7 +19,10 @@ def _conv(dim: int, groups: int) -> nn.Module:
 @pytest.mark.parametrize('dim,groups', [(2, 1), (2, 2), (3, 1)])
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('with_shortcut', [False, True])
-def test_conv_act_matches_conv_then_act(act, dim, groups, channels_last, with_shortcut):
+@pytest.mark.parametrize('oneDNN_op', [True, False], ids=['fused-op', 'small-map'])
+def test_conv_act_matches_conv_then_act(act, dim, groups, channels_last, with_shortcut, oneDNN_op, monkeypatch):
+    if oneDNN_op:  # these maps are small: make them take the fused oneDNN call
+        monkeypatch.setattr(layers, 'FUSE_MIN_WORK', 0)
     torch.manual_seed(0)
     layer = ConvAct(_conv(dim, groups), act)
     time = [4] if dim == 3 else []
@@ -74,3 +78,14 @@ def test_bn_folding_is_exact_in_2d_and_3d():
         x = torch.randn(2, 4, *([5] * (conv.weight.dim() - 2)))
         with torch.no_grad():
             torch.testing.assert_close(conv_with_bn_folded(conv, bn)(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
+
+
+def test_layout_follows_the_input_or_the_weight():
+    """As torch's own oneDNN convolution: channels-last if the input or the kernel is (1x1 kernels included,
+    which count as contiguous in both layouts)."""
+    w = torch.randn(64, 32, 1, 1)
+    x = torch.randn(2, 32, 5, 5)
+    cl = torch.channels_last
+    assert layers._memory_format(x, w) == torch.contiguous_format
+    assert layers._memory_format(x, w.to(memory_format=cl)) == cl
+    assert layers._memory_format(x.to(memory_format=cl)[:, :16], w) == cl  # a channel slice of a channels-last map
