@@ -93,3 +93,26 @@ def test_official_pth_tar_loads_through_file_overlay(tmp_path):
     x = torch.randn(1, 3, 16, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(model(x), src(x))
+
+
+def test_reparameterized_clip_model_matches_in_both_layouts():
+    """BatchNorms folded and ReLUs / residual sums fused (zoo.layers) in the 3-D and the 2-D blocks."""
+    from timm.utils import reparameterize_model
+
+    from zoo.bench import to_channels_last
+    from zoo.testing import relative_error
+    torch.manual_seed(0)
+    model = timm.create_model('p3d63').eval()
+    with torch.no_grad():
+        for key, buf in model.named_buffers():
+            if key.endswith('running_var'):
+                buf.uniform_(0.5, 1.5)
+            elif key.endswith('running_mean'):
+                buf.normal_(0, 0.1)
+    fused = reparameterize_model(model)
+    assert sum(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) for m in fused.modules()) == 1  # stem
+    x = torch.randn(1, 3, 16, 64, 64)
+    with torch.inference_mode():
+        ref = model(x)
+        assert relative_error(fused(x), ref) < 1e-5
+        assert relative_error(to_channels_last(fused)(x.to(memory_format=torch.channels_last_3d)), ref) < 1e-5

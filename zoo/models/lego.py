@@ -48,6 +48,7 @@ from timm.layers import Attention, DropPath, GELUTanh, Mlp, PatchEmbed
 from timm.models import generate_default_cfgs, register_model
 
 from zoo.hub import build_model, unwrap_state_dict
+from zoo.layers import LinearAct, fuse_mlp
 
 __all__ = ['LEGO', 'LegoBrick', 'DiTBlock', 'checkpoint_filter_fn', 'sincos_pos_embed_2d']
 
@@ -139,21 +140,21 @@ for _fn in ('_check_input', '_sigma_column', '_with_coords', '_label_one_hot', '
     torch.fx.wrap(_fn)
 
 
-def _embed_patches(x: torch.Tensor, embed: PatchEmbed) -> torch.Tensor:
-    """`embed`'s stride-p p x p convolution as one matmul over the unfolded patches: (B, C, H, W) -> (B, H/p, W/p, D).
+def _embed_patches(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], p: int) -> torch.Tensor:
+    """A stride-p p x p convolution (`weight` D x C x p x p) as one matmul over the unfolded patches:
+    (B, C, H, W) -> (B, H/p, W/p, D).
 
-    The same sums as the convolution (its weight read as D x (C p p)), and what the bf16 path needs: oneDNN's bf16
-    convolution (torch 2.14, AMX) returns wrong numbers for a stride-8 8 x 8 kernel over 8 channels (brick 1 of
-    the PG / PR models; relative error ~1 against fp32, tests/zoo/test_bf16.py), where a matmul is exact to bf16."""
-    p = embed.patch_size[0]
+    The same sums as the convolution, and what the bf16 path needs: oneDNN's bf16 convolution (torch 2.14, AMX)
+    returns wrong numbers for a stride-8 8 x 8 kernel over 8 channels (brick 1 of the PG / PR models; relative
+    error ~1 against fp32, tests/zoo/test_bf16.py), where a matmul is exact to bf16."""
     b, c, h, w = x.shape
     patches = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h // p, w // p, c * p * p)
-    proj = embed.proj
-    return embed.norm(F.linear(patches, proj.weight.flatten(1), proj.bias))
+    return F.linear(patches, weight.flatten(1), bias)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
+    """x * (1 + scale) + shift, in one pass over x."""
+    return torch.addcmul(shift, x, 1 + scale)
 
 
 class TimestepEmbedder(nn.Module):
@@ -185,13 +186,23 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, **dd))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    def reparameterize(self):
+        """Inference form (timm's `reparameterize_model`): the MLP's GELU fused into its first linear layer and
+        every linear layer's weights cast once under autocast (zoo.layers)."""
+        fuse_mlp(self.mlp)
+        if isinstance(self.attn.qkv, nn.Linear):
+            self.attn.qkv, self.attn.proj = LinearAct(self.attn.qkv), LinearAct(self.attn.proj)
+
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         mod = self.adaLN_modulation(c).unsqueeze(1).unsqueeze(1)
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod.chunk(6, dim=-1)
         b, l, t, d = x.shape
         h = self.attn(modulate(self.norm1(x), shift_a, scale_a).reshape(b * l, t, d)).reshape(b, l, t, d)
-        x = x + self.drop_path(gate_a * h)
-        return x + self.drop_path(gate_m * self.mlp(modulate(self.norm2(x), shift_m, scale_m)))
+        if self.training:  # drop path acts in training only
+            x = x + self.drop_path(gate_a * h)
+            return x + self.drop_path(gate_m * self.mlp(modulate(self.norm2(x), shift_m, scale_m)))
+        x = torch.addcmul(x, gate_a, h)  # x + gate * h in one pass
+        return torch.addcmul(x, gate_m, self.mlp(modulate(self.norm2(x), shift_m, scale_m)))
 
 
 class FinalLayer(nn.Module):
@@ -242,7 +253,9 @@ class LegoBrick(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        tokens = _to_regions(_embed_patches(x, self.patch_embed), self.grid) + self.pos_embed
+        proj = self.patch_embed.proj
+        tokens = self.patch_embed.norm(_embed_patches(x, proj.weight, proj.bias, self.patch_size))
+        tokens = _to_regions(tokens, self.grid) + self.pos_embed
         for block in self.blocks:
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 tokens = torch.utils.checkpoint.checkpoint(block, tokens, c, use_reentrant=False)

@@ -35,6 +35,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
+from zoo.layers import ConvAct, conv_with_bn_folded
 
 __all__ = ['P3D']
 
@@ -65,8 +66,22 @@ torch.fx.wrap('_fold_time')
 torch.fx.wrap('_unfold_time')
 
 
+@torch.no_grad()
+def _fuse_block(block: nn.Module, names: Sequence[str]):
+    """Inference form of a P3D bottleneck (timm's `reparameterize_model`): each conv with its BatchNorm folded
+    and its ReLU fused (zoo.layers.ConvAct), the last one also taking the residual sum; the projection
+    shortcut folded."""
+    for name in names:
+        conv, bn = getattr(block, f'conv{name}'), getattr(block, f'bn{name}')
+        setattr(block, f'conv{name}', ConvAct(conv_with_bn_folded(conv, bn), nn.ReLU()))
+        setattr(block, f'bn{name}', nn.Identity())
+    if isinstance(block.downsample, nn.Sequential):
+        block.downsample = ConvAct(conv_with_bn_folded(*block.downsample))
+
+
 class Bottleneck3d(nn.Module):
     """Pseudo-3D bottleneck: 1x1x1 (with the spatial stride) -> S/T pair of type A, B or C -> 1x1x1 x4."""
+    fused: torch.jit.Final[bool] = False
 
     def __init__(self, in_chs: int, planes: int, stride: int, st_type: str, downsample: Optional[nn.Module],
                  dd=None):
@@ -86,14 +101,19 @@ class Bottleneck3d(nn.Module):
         self.downsample = downsample if downsample is not None else nn.Identity()
         self.act = nn.ReLU(inplace=True)
 
+    def reparameterize(self):
+        if not self.fused:
+            _fuse_block(self, ('1', '2', '3', '4'))
+            self.fused = True
+
     def _s(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn2(self.conv2(x)))
+        return self.conv2(x) if self.fused else self.act(self.bn2(self.conv2(x)))
 
     def _t(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn3(self.conv3(x)))
+        return self.conv3(x) if self.fused else self.act(self.bn3(self.conv3(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(self.bn1(self.conv1(x)))
+        out = self.conv1(x) if self.fused else self.act(self.bn1(self.conv1(x)))
         if self.st_type == 'A':
             out = self._t(self._s(out))
         elif self.st_type == 'B':
@@ -101,12 +121,15 @@ class Bottleneck3d(nn.Module):
         else:
             s = self._s(out)
             out = s + self._t(s)
+        if self.fused:
+            return self.conv4(out, self.downsample(x))
         out = self.bn4(self.conv4(out))
         return self.act(out + self.downsample(x))
 
 
 class Bottleneck2d(nn.Module):
     """The res5 (C2D) bottleneck: 1x1 (with the stride) -> 3x3 -> 1x1 x4."""
+    fused: torch.jit.Final[bool] = False
 
     def __init__(self, in_chs: int, planes: int, stride: int, downsample: Optional[nn.Module], dd=None):
         super().__init__()
@@ -120,7 +143,14 @@ class Bottleneck2d(nn.Module):
         self.downsample = downsample if downsample is not None else nn.Identity()
         self.act = nn.ReLU(inplace=True)
 
+    def reparameterize(self):
+        if not self.fused:
+            _fuse_block(self, ('1', '2', '4'))
+            self.fused = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            return self.conv4(self.conv2(self.conv1(x)), self.downsample(x))
         out = self.act(self.bn1(self.conv1(x)))
         out = self.act(self.bn2(self.conv2(out)))
         out = self.bn4(self.conv4(out))
