@@ -5,9 +5,11 @@ The official code always runs in fp32; ours runs in each precision of `--precisi
 as built, `bf16` under bfloat16 autocast through `zoo.precision.autocast`, the one precision switch of the
 zoo. Every model is timed in every layout the script names (a layout a model cannot run is reported, not
 fatal) and compared in its best one at each batch size: the official code's faster layout in fp32 against
-ours' faster layout in each precision. Timing is `zoo.bench._time_calls` (or a CPU clock instead of the wall
-clock where a script offers one): `--warmup` untimed calls, then `--iters` timed ones in
-`torch.inference_mode`; a speed is the batch (or one call) over the median call.
+ours' faster layout in each precision. Timing (the wall clock, or a CPU clock where a script offers one):
+`--warmup` untimed calls of each, then `--iters` rounds in which every series makes one timed call in turn, in
+`torch.inference_mode`, so a change in the machine's load weighs on all alike; a speed is the batch (or one
+call) over the median call. With several large models in turn, give oneDNN room for all their kernels
+(`ONEDNN_PRIMITIVE_CACHE_CAPACITY=8192`; its default of 1024 would rebuild them every round).
 
 A script imports this as `common` (Python puts the script's folder first on the path):
 
@@ -28,12 +30,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from zoo.bench import _time_calls
 from zoo.precision import PRECISIONS, autocast
 from zoo.testing import relative_error
 
 __all__ = ['LAYOUTS', 'Contender', 'Results', 'add_arguments', 'setup', 'to_layout', 'compare', 'precision_errors',
-           'format_errors']
+           'format_errors', 'report_errors', 'fused_contender']
 
 # layout -> memory format of each 4-D / 5-D tensor (weights and inputs); other tensors are left as they are.
 # 'channels_last' leaves 5-D tensors alone (SpaRTAN's complex 5-D weight cannot be channels_last).
@@ -98,6 +99,33 @@ def format_errors(errors: Dict[str, float]) -> str:
     return ', '.join(f'{precision} (autocast) {err:.2e}' for precision, err in errors.items())
 
 
+def report_errors(label: str, ours: torch.nn.Module, inputs: Tuple, reference: torch.Tensor,
+                  precisions: Sequence[str]) -> float:
+    """Prints ours' fp32 relative error against the official fp32 `reference` (the fixtures' tolerance is 1e-4)
+    and its error in each other precision; returns the fp32 one."""
+    with torch.inference_mode():
+        err = relative_error(ours(*inputs), reference)
+    print(f'\n{label}: max relative difference of the outputs {err:.2e} (fixture tolerance 1e-4)')
+    low = precision_errors(ours, inputs, reference, precisions)
+    if low:
+        print(f'{label}: ours vs the official fp32 output: {format_errors(low)}')
+    return err
+
+
+def fused_contender(ours: torch.nn.Module, inputs: Tuple, reference: torch.Tensor, precisions: Sequence[str],
+                    name: str = 'fused') -> 'Contender':
+    """Ours after `timm.utils.reparameterize_model` (the inference form: folded norms, oneDNN-fused layers), with
+    its fp32 and low-precision errors against the official fp32 `reference` printed."""
+    from timm.utils import reparameterize_model
+    fused = reparameterize_model(ours)
+    with torch.inference_mode():
+        err = relative_error(fused(*inputs), reference)
+    low = precision_errors(fused, inputs, reference, precisions)
+    print(f'  {name} (reparameterized) vs the official fp32 output: fp32 {err:.2e}'
+          + (f', {format_errors(low)}' if low else ''))
+    return Contender(name, fused)
+
+
 @dataclass
 class Contender:
     """A model to time, called as `model(*inputs)`; the official one runs in fp32 only."""
@@ -142,17 +170,19 @@ class Results:
             print('  '.join(f'{cell:>{w}}' for cell, w in zip(row, widths)))
 
 
-def _timed(call, warmup: int, iters: int, clock: str) -> List[float]:
-    if clock == 'wall':
-        return _time_calls(call, warmup, iters)
-    tick = _CLOCKS[clock]
-    for _ in range(warmup):
-        call()
-    times = []
+def _timed_round_robin(calls: Dict[str, Callable], warmup: int, iters: int, clock: str) -> Dict[str, List[float]]:
+    """Each call warmed up, then timed in turns (one call of each per round), so a change in the machine's load
+    during the run weighs on every series alike instead of on whichever ran then."""
+    tick = time.perf_counter if clock == 'wall' else _CLOCKS[clock]
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times: Dict[str, List[float]] = {name: [] for name in calls}
     for _ in range(iters):
-        start = tick()
-        call()
-        times.append(tick() - start)
+        for name, call in calls.items():
+            start = tick()
+            call()
+            times[name].append(tick() - start)
     return times
 
 
@@ -173,7 +203,7 @@ def compare(contenders: Sequence[Contender], make_inputs: Callable[[int], Tuple]
     """Times every contender (the official one in fp32, the others in each of `args.precision`) at each of
     `args.batch_size` in each of `layouts` on `make_inputs(batch)`, printing a row per batch and layout.
     Speeds are samples/s (`per_call`: calls/s) from the median of `args.iters` calls after `args.warmup`.
-    `clock`: 'wall' (`zoo.bench._time_calls`), 'thread' or 'process' CPU time. Weights are moved to each
+    `clock`: 'wall' (time.perf_counter), 'thread' or 'process' CPU time. Weights are moved to each
     layout in place; a layout a model cannot run (a RuntimeError) is reported and skipped."""
     official = [c for c in contenders if c.official]
     if len(official) != 1:
@@ -190,17 +220,23 @@ def compare(contenders: Sequence[Contender], make_inputs: Callable[[int], Tuple]
         inputs = make_inputs(bs)
         for layout in layouts:
             xin = tuple(to_layout(x, layout) if torch.is_tensor(x) else x for x in inputs)
-            cells, notes = [], []
+            calls, notes = {}, []
             for (contender, precision), s in zip(runs, series):
                 try:
                     to_layout(contender.model, layout)
-                    times = _timed(_call(contender.model, xin, precision), args.warmup, args.iters, clock)
+                    call = _call(contender.model, xin, precision)
+                    call()  # a layout the model cannot run fails here, before the timing
+                    calls[s] = call
                 except RuntimeError as e:
                     results.failures[(s, bs, layout)] = str(e).splitlines()[0] if str(e) else type(e).__name__
-                    cells.append(f'{"fails":>{width[s]}}')
                     notes.append(f'{s}: {results.failures[(s, bs, layout)][:70]}')
+            times = _timed_round_robin(calls, args.warmup, args.iters, clock)
+            cells = []
+            for s in series:
+                if s not in times:
+                    cells.append(f'{"fails":>{width[s]}}')
                     continue
-                speed = (1 if per_call else bs) / statistics.median(times)
+                speed = (1 if per_call else bs) / statistics.median(times[s])
                 results.speeds[(s, bs, layout)] = speed
                 cells.append(f'{speed:>{width[s]}.2f}')
             print(f'{bs:>5}  {layout:>16}  ' + '  '.join(cells) + ('  (' + '; '.join(notes) + ')' if notes else ''))

@@ -13,6 +13,7 @@ Then our overhead over plain torchvision: torchvision's own `maskrcnn_resnet50_f
 """
 import argparse
 import platform
+import statistics
 
 import torch
 
@@ -56,7 +57,7 @@ def ours(iters: int):
         with torch.inference_mode():
             model([image])
 
-    return _time_calls(step, 1, iters)[0], _time_calls(infer, 2, iters)[0]
+    return statistics.median(_time_calls(step, 1, iters)), statistics.median(_time_calls(infer, 2, iters))
 
 
 def mmdet(iters: int):
@@ -92,7 +93,7 @@ def mmdet(iters: int):
         with torch.inference_mode():
             model.test_step(data)
 
-    return _time_calls(step, 1, iters)[0], _time_calls(infer, 2, iters)[0]
+    return statistics.median(_time_calls(step, 1, iters)), statistics.median(_time_calls(infer, 2, iters))
 
 
 def breakdown(model, iters: int):
@@ -106,9 +107,9 @@ def breakdown(model, iters: int):
         body = model.backbone.body
         feats = body(batch)
         feats = feats if isinstance(feats, dict) else OrderedDict((str(i), f) for i, f in enumerate(feats))
-        t_total = _time_calls(lambda: model([image]), 2, iters)[0]
-        t_body = _time_calls(lambda: body(batch), 2, iters)[0]
-        t_fpn = _time_calls(lambda: model.backbone.fpn(feats), 2, iters)[0]
+        t_total = statistics.median(_time_calls(lambda: model([image]), 2, iters))
+        t_body = statistics.median(_time_calls(lambda: body(batch), 2, iters))
+        t_fpn = statistics.median(_time_calls(lambda: model.backbone.fpn(feats), 2, iters))
     return t_body, t_fpn, t_total - t_body - t_fpn, t_total
 
 

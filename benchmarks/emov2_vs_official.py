@@ -20,7 +20,6 @@ import torch
 
 import zoo  # noqa: F401
 from zoo.models.emov2 import checkpoint_filter_fn
-from zoo.testing import relative_error
 
 import common  # benchmarks/common.py
 
@@ -82,13 +81,10 @@ def main():
         x = torch.randn(2, 3, size, size)
         with torch.inference_mode():
             ref = official(x)['out']
-            err = relative_error(ours(x), ref)
-        print(f'\n{name}: max relative difference of logits {err:.2e} (fixture tolerance 1e-4)')
-        errors = common.precision_errors(ours, (x,), ref, args.precision)
-        if errors:
-            print(f'{name}: ours vs the official fp32 logits: {common.format_errors(errors)}')
+        common.report_errors(name, ours, (x,), ref, args.precision)
         results = common.compare(
-            [common.Contender('official', Logits(official), official=True), common.Contender('ours', ours)],
+            [common.Contender('official', Logits(official), official=True), common.Contender('ours', ours),
+             common.fused_contender(ours, (x,), ref, args.precision)],
             lambda bs: (torch.randn(bs, 3, size, size),), args, unit='img/s')
         results.print_ratios(name)
 

@@ -121,6 +121,7 @@ def main():
         skipped = f'ours skip{skip}'
         results = common.compare(
             [common.Contender('official', official, official=True), common.Contender('ours', ours),
+             common.fused_contender(ours, (x, sigma, labels), ref, args.precision),
              common.Contender(skipped, _Bricks(ours, kept))],
             lambda bs: tuple(t.to(device) for t in ours.example_inputs(bs)), args, layouts=('nchw',),
             per_call=True)

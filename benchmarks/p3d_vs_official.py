@@ -19,7 +19,6 @@ import torch
 
 import zoo  # noqa: F401
 from zoo.models.p3d import checkpoint_filter_fn
-from zoo.testing import relative_error
 
 import common  # benchmarks/common.py
 
@@ -47,12 +46,10 @@ def main():
         x = torch.randn(1, *shape)
         with torch.inference_mode():
             ref = official(x)
-            print(f'\n{name}: max relative difference of logits {relative_error(ours(x), ref):.2e}')
-        errors = common.precision_errors(ours, (x,), ref, args.precision)
-        if errors:
-            print(f'{name}: ours vs the official fp32 logits: {common.format_errors(errors)}')
+        common.report_errors(name, ours, (x,), ref, args.precision)
         results = common.compare(
-            [common.Contender('official', official, official=True), common.Contender('ours', ours)],
+            [common.Contender('official', official, official=True), common.Contender('ours', ours),
+             common.fused_contender(ours, (x,), ref, args.precision)],
             lambda bs: (torch.randn(bs, *shape),), args, layouts=('ncthw', 'channels_last_3d'), unit='clips/s')
         results.print_ratios(name)
 

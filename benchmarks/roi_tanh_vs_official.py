@@ -178,7 +178,8 @@ def bench_rtnet(args, device, rtnet_module):
     print('rtnet50_fcn11: max relative difference to the official fp32 logits: '
           + ', '.join(f'{k} {v:.2e}' for k, v in errors.items()))
     results = common.compare(
-        [common.Contender('official', official, official=True), common.Contender('ours', model)], inputs, args,
+        [common.Contender('official', official, official=True), common.Contender('ours', model),
+         common.fused_contender(model, (x, rois), ref, args.precision)], inputs, args,
         unit='img/s')
     results.print_ratios(f'rtnet50_fcn11 + FCN at {s} x {s}')
     return dict(rel_diff_vs_official=errors, unit=results.unit,

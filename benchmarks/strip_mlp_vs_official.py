@@ -25,7 +25,6 @@ import torch
 
 import zoo  # noqa: F401
 from zoo.models.strip_mlp import checkpoint_filter_fn
-from zoo.testing import relative_error
 
 import common  # benchmarks/common.py
 
@@ -87,14 +86,11 @@ def main():
     x = torch.randn(2, 3, 224, 224)
     with torch.inference_mode():
         ref = official(x)
-        err = relative_error(ours(x), ref)
-    print(f'{args.model}: outputs max relative difference {err:.2e} (fixture tolerance 1e-4)')
-    errors = common.precision_errors(ours, (x,), ref, args.precision)
-    if errors:
-        print(f'{args.model}: ours vs the official fp32 logits: {common.format_errors(errors)}')
+    common.report_errors(args.model, ours, (x,), ref, args.precision)
 
     results = common.compare(
-        [common.Contender('official', official, official=True), common.Contender('ours', ours)],
+        [common.Contender('official', official, official=True), common.Contender('ours', ours),
+         common.fused_contender(ours, (x,), ref, args.precision)],
         lambda bs: (torch.randn(bs, 3, 224, 224),), args, clock='process' if args.clock == 'cpu' else 'wall',
         unit='img/s')
     results.print_ratios(args.model)

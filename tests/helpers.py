@@ -38,3 +38,20 @@ def folder_digest(folder) -> str:
         if p.is_file():
             h.update(p.name.encode()), h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def perturb_norm_stats(model, affine: float = 0.0):
+    """BatchNorm statistics (and, with `affine`, every 1-D parameter) moved away from their init, so folding
+    them into convolutions is really tested."""
+    import torch
+    with torch.no_grad():
+        for key, buf in model.named_buffers():
+            if key.endswith('running_var'):
+                buf.uniform_(0.5, 1.5)
+            elif key.endswith('running_mean'):
+                buf.normal_(0, 0.1)
+        if affine:
+            for p in model.parameters():
+                if p.dim() == 1:
+                    p.add_(torch.randn_like(p) * affine)
+    return model

@@ -7,7 +7,7 @@ import torch
 
 import segmentation  # noqa: F401  (registers the models)
 from segmentation.rtnet import RTNet, checkpoint_filter_fn, init_from_resnet
-from tests.helpers import requires_fixture, requires_manifests
+from tests.helpers import perturb_norm_stats, requires_fixture, requires_manifests
 from zoo.hub import WeightsError
 from zoo.models import create_model, get_pretrained_cfg
 from zoo.testing import assert_matches_fixture, fixtures_root, manifest_param_count
@@ -185,16 +185,7 @@ def test_reparameterized_parser_matches(name):
     from zoo.bench import to_channels_last
     from zoo.testing import relative_error
     torch.manual_seed(0)
-    model = create_model(name).eval()
-    with torch.no_grad():
-        for key, buf in model.named_buffers():
-            if key.endswith('running_var'):
-                buf.uniform_(0.5, 1.5)
-            elif key.endswith('running_mean'):
-                buf.normal_(0, 0.1)
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(torch.randn_like(p) * 0.2)
+    model = perturb_norm_stats(create_model(name).eval(), affine=0.2)
     fused = reparameterize_model(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     x, rois = torch.randn(1, 3, 97, 97), torch.tensor([[10., 20., 80., 70.]])

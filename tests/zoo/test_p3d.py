@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-from tests.helpers import requires_fixture, requires_manifests
+from tests.helpers import perturb_norm_stats, requires_fixture, requires_manifests
 from zoo import bench
 from zoo.models.p3d import checkpoint_filter_fn
 from zoo.testing import assert_matches_fixture, fixtures_root, manifest_param_count, manifest_state_dict
@@ -102,13 +102,7 @@ def test_reparameterized_clip_model_matches_in_both_layouts():
     from zoo.bench import to_channels_last
     from zoo.testing import relative_error
     torch.manual_seed(0)
-    model = timm.create_model('p3d63').eval()
-    with torch.no_grad():
-        for key, buf in model.named_buffers():
-            if key.endswith('running_var'):
-                buf.uniform_(0.5, 1.5)
-            elif key.endswith('running_mean'):
-                buf.normal_(0, 0.1)
+    model = perturb_norm_stats(timm.create_model('p3d63').eval())
     fused = reparameterize_model(model)
     assert sum(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) for m in fused.modules()) == 1  # stem
     x = torch.randn(1, 3, 16, 64, 64)
