@@ -112,12 +112,14 @@ def _sdpa_macs(inputs, outputs) -> int:
 
 
 def _mac_and_act_handles():
-    """fvcore's MAC handles (with fused attention as its matmuls) and activation handles, merged into one
-    handle per op that returns both counts, so one trace gives both."""
+    """fvcore's MAC handles (with fused attention as its matmuls, baddbmm as its bmm) and activation handles,
+    merged into one handle per op that returns both counts, so one trace gives both."""
     from fvcore.nn.activation_count import _DEFAULT_SUPPORTED_OPS as act_ops
     from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as mac_ops
 
-    mac_ops = {**mac_ops, 'aten::scaled_dot_product_attention': _sdpa_macs}
+    bmm = mac_ops['aten::bmm']
+    mac_ops = {**mac_ops, 'aten::scaled_dot_product_attention': _sdpa_macs,
+               'aten::baddbmm': lambda inputs, outputs: bmm(inputs[1:3], outputs)}  # bias + batch1 @ batch2
 
     def total(count) -> float:
         return sum(count.values()) if isinstance(count, Counter) else count

@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--train', action='store_true', help='time forward + backward instead of inference')
     p.add_argument('--compile', action='store_true', help='torch.compile the model before timing')
     p.add_argument('--fuse', action='store_true',
-                   help='time inference after timm.utils.reparameterize_model (BatchNorm folding, merged branches)')
+                   help='time inference after timm.utils.reparameterize_model: folded norms, merged branches, '
+                        'activations and residual sums fused into oneDNN convolutions (zoo.layers)')
     p.add_argument('--warmup', type=non_negative_int, default=3, help='untimed calls first (default 3)')
     p.add_argument('--iters', type=positive_int, default=10, help='timed calls (default 10)')
     p.add_argument('--img-size', type=positive_int, default=None, help='override the default input side')

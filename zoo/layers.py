@@ -164,7 +164,8 @@ class ConvAct(nn.Module):
         fmt = _memory_format(x, conv.weight)
         weight, bias = self._cache.get(conv.weight, conv.bias, dtype, fmt)
         x = x.to(dtype)
-        if x.numel() // x.shape[1] * conv.out_channels < FUSE_MIN_WORK * math.prod(conv.stride):
+        nothing_to_fuse = shortcut is None and self._post is not None and self._post[0] is None
+        if nothing_to_fuse or x.numel() // x.shape[1] * conv.out_channels < FUSE_MIN_WORK * math.prod(conv.stride):
             y = conv._conv_forward(x, weight, bias)  # torch's convolution, with the weights cast once
             return self.act(y if shortcut is None else y.add_(shortcut))
         name, algorithm = self._post if self._post is not None else (None, '')
@@ -226,12 +227,15 @@ class LinearAct(nn.Module):
     @torch.jit.unused
     def _fused(self, x: torch.Tensor) -> torch.Tensor:
         lin = self.linear
-        if isinstance(x, torch.fx.Proxy) or not _oneDNN_usable(x, lin.weight) or self._post is None:
+        if isinstance(x, torch.fx.Proxy) or not _oneDNN_usable(x, lin.weight):
             return self.act(lin(x))
         dtype = _call_dtype(x, lin.weight)
         weight, bias = self._cache.get(lin.weight, lin.bias, dtype, torch.contiguous_format)
+        x = x.to(dtype)
+        if self._post is None or self._post[0] is None or x.numel() // x.shape[-1] * lin.out_features < FUSE_MIN_WORK:
+            return self.act(F.linear(x, weight, bias))  # as ConvAct: small outputs skip the fused op's overhead
         name, algorithm = self._post
-        return torch.ops.mkldnn._linear_pointwise(x.to(dtype), weight, bias, name or 'none', [], algorithm)
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, name or 'none', [], algorithm)
 
 
 class FusedBottleneck(nn.Module):

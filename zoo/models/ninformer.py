@@ -52,6 +52,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint, checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
+from zoo.layers import fuse_mlp
 
 __all__ = ['NiNformer']
 
@@ -78,9 +79,9 @@ def _token_mix(shortcut: torch.Tensor, x: torch.Tensor, w1: torch.Tensor, b1: to
     """
     outs: List[torch.Tensor] = []
     for s, xs in zip(shortcut.split(chunk), x.split(chunk)):
-        n = xs.shape[0]
-        h = F.gelu(torch.bmm(w1.expand(n, -1, -1), xs).add_(b1.unsqueeze(-1)))
-        outs.append(torch.bmm(w2.expand(n, -1, -1), h).add_(b2.unsqueeze(-1)).add_(s))
+        n, c = xs.shape[0], xs.shape[-1]
+        h = F.gelu(torch.baddbmm(b1.unsqueeze(-1).expand(n, -1, c), w1.expand(n, -1, -1), xs))
+        outs.append(torch.baddbmm(s, w2.expand(n, -1, -1), h).add_(b2.unsqueeze(-1)))
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
@@ -116,12 +117,20 @@ class TokenMlp(Mlp):
 
 
 class FastMlp(Mlp):
-    """timm's Mlp (Linear, GELU, Dropout, Linear, Dropout) without its no-op calls outside training."""
+    """timm's Mlp (Linear, GELU, Dropout, Linear, Dropout) without its no-op calls outside training;
+    `reparameterize()` fuses the GELU into the first linear layer (zoo.layers.fuse_mlp)."""
+    fused: torch.jit.Final[bool] = False
+
+    def reparameterize(self):
+        fuse_mlp(self)
+        self.fused = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             x = self.drop1(self.act(self.fc1(x)))
             return self.drop2(self.fc2(self.norm(x)))
+        if self.fused:
+            return self.fc2(self.fc1(x))
         return F.linear(F.gelu(F.linear(x, self.fc1.weight, self.fc1.bias)), self.fc2.weight, self.fc2.bias)
 
 
