@@ -13,8 +13,8 @@ For each model it first checks that both give the same logits on the same random
 that no LayerNorm is the identity), and how far ours in bf16 is from them, then times eager CPU inference
 for each batch size in NCHW and channels_last after warm-up: the official model in fp32, ours in each
 `--precision` (fp32, bf16 autocast; default both), and prints ours / official in the best layout of each
-(`common.py`). For RaftMLP it also times ours after `timm.utils.reparameterize_model` (`fused`: embedding
-kernels merged into one convolution).
+(`common.py`). It also times ours after `timm.utils.reparameterize_model` (`fused`: RaftMLP's embedding
+kernels merged into one convolution, NiNformer's channel-MLP GELUs fused into their first linear layer).
 """
 import argparse
 import importlib
@@ -86,7 +86,7 @@ def official_ninformer(path: str) -> nn.Module:
     return NiNformerImageClassification()
 
 
-def compare(title, official, ours, filter_fn, img_size, args, reparameterize=False):
+def compare(title, official, ours, filter_fn, img_size, args):
     torch.manual_seed(0)
     with torch.no_grad():
         for p in official.parameters():  # no LayerNorm left at the identity
@@ -94,9 +94,7 @@ def compare(title, official, ours, filter_fn, img_size, args, reparameterize=Fal
     official.eval()
     ours.load_state_dict(filter_fn(official.state_dict(), ours))
     ours.eval()
-    models = {'official': official, 'ours': ours}
-    if reparameterize:
-        models['fused'] = reparameterize_model(ours)
+    models = {'official': official, 'ours': ours, 'fused': reparameterize_model(ours)}
     x = torch.randn(2, 3, img_size, img_size)
     with torch.inference_mode():
         ref = official(x)
@@ -128,8 +126,7 @@ def main():
     if args.official_raftmlp:
         compare(
             f'{args.raftmlp_variant} (224x224)', official_raftmlp(args.official_raftmlp, args.raftmlp_variant),
-            timm.create_model(args.raftmlp_variant), zoo_raftmlp.checkpoint_filter_fn, 224, args,
-            reparameterize=True)
+            timm.create_model(args.raftmlp_variant), zoo_raftmlp.checkpoint_filter_fn, 224, args)
     if args.official_ninformer:
         compare(
             'ninformer_cifar10 (32x32)', official_ninformer(args.official_ninformer),
