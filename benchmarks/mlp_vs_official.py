@@ -14,7 +14,7 @@ that no LayerNorm is the identity), and how far ours in bf16 is from them, then 
 for each batch size in NCHW and channels_last after warm-up: the official model in fp32, ours in each
 `--precision` (fp32, bf16 autocast; default both), and prints ours / official in the best layout of each
 (`common.py`). It also times ours after `timm.utils.reparameterize_model` (`fused`: RaftMLP's embedding
-kernels merged into one convolution, NiNformer's channel-MLP GELUs fused into their first linear layer).
+kernels merged into one convolution; NiNformer has nothing to reparameterize).
 """
 import argparse
 import importlib

@@ -100,27 +100,36 @@ def _post_op(act: nn.Module) -> Optional[Tuple[Optional[str], str]]:
     return None  # an activation oneDNN is not given: applied after the call
 
 
+_ONEDNN = torch.backends.mkldnn.is_available()
+_DTYPES = (torch.float32, torch.bfloat16)
+
+
 def _oneDNN_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (x.device.type == 'cpu' and torch.backends.mkldnn.is_available()
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and x.dtype in (torch.float32, torch.bfloat16))
+    return (_ONEDNN and x.device.type == 'cpu' and x.dtype in _DTYPES
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
 
 
 class _CastCache:
-    """The layer's weights in the dtype and memory format of the call, made once (per weight version)."""
+    """The layer's weights in the dtype and memory format of the call, made once per weight version (a load or an
+    in-place update makes new ones), and whether the kernel itself is laid out channels-last."""
 
     def __init__(self):
+        self.version: Optional[tuple] = None
         self.entries: Dict[tuple, tuple] = {}
+        self.weight_cl = False
+
+    def refresh(self, weight: torch.Tensor, bias: Optional[torch.Tensor]):
+        version = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in (weight, bias) if t is not None)
+        if version != self.version:
+            self.version, self.entries, self.weight_cl = version, {}, _is_channels_last(weight)
 
     def get(self, weight: torch.Tensor, bias: Optional[torch.Tensor], dtype: torch.dtype, fmt: torch.memory_format):
-        key = (dtype, fmt, weight.dim())
-        version = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in (weight, bias) if t is not None)
-        hit = self.entries.get(key)
-        if hit is None or hit[0] != version:
+        hit = self.entries.get((dtype, fmt))
+        if hit is None:
             w = weight.detach().to(dtype=dtype, memory_format=fmt)  # .to restrides 1x1 kernels, see zoo.bench
             b = None if bias is None else bias.detach().to(dtype)
-            hit = self.entries[key] = (version, w, b)
-        return hit[1], hit[2]
+            hit = self.entries[(dtype, fmt)] = (w, b)
+        return hit
 
 
 def _call_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
@@ -160,9 +169,11 @@ class ConvAct(nn.Module):
         conv = self.conv
         if isinstance(x, torch.fx.Proxy) or x.dim() != conv.weight.dim() or not _oneDNN_usable(x, conv.weight):
             return self._plain(x, shortcut)
+        cache = self._cache
+        cache.refresh(conv.weight, conv.bias)
         dtype = _call_dtype(x, conv.weight)
-        fmt = _memory_format(x, conv.weight)
-        weight, bias = self._cache.get(conv.weight, conv.bias, dtype, fmt)
+        fmt = _memory_format(x, cache.weight_cl)
+        weight, bias = cache.get(conv.weight, conv.bias, dtype, fmt)
         x = x.to(dtype)
         nothing_to_fuse = shortcut is None and self._post is not None and self._post[0] is None
         if nothing_to_fuse or x.numel() // x.shape[1] * conv.out_channels < FUSE_MIN_WORK * math.prod(conv.stride):
@@ -201,10 +212,11 @@ def _is_channels_last(t: torch.Tensor) -> bool:
     return tuple(t.stride()) == (step, 1, *strides[:-1])
 
 
-def _memory_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
-    """The layout the call runs in, chosen as torch's own oneDNN convolution chooses it: channels-last when the
-    input or the weight is."""
-    if _is_channels_last(x) or _is_channels_last(weight):
+def _memory_format(x: torch.Tensor, weight_channels_last: bool) -> torch.memory_format:
+    """The layout a call runs in, chosen as torch's own oneDNN convolution chooses it: channels-last when the
+    kernel is (`_is_channels_last`, cached per weight version) or the input's channels are innermost (a channel
+    slice of a channels-last map included)."""
+    if weight_channels_last or (x.shape[1] > 1 and x.stride(1) == 1 and not x.is_contiguous()):
         return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
     return torch.contiguous_format
 
@@ -229,6 +241,7 @@ class LinearAct(nn.Module):
         lin = self.linear
         if isinstance(x, torch.fx.Proxy) or not _oneDNN_usable(x, lin.weight):
             return self.act(lin(x))
+        self._cache.refresh(lin.weight, lin.bias)
         dtype = _call_dtype(x, lin.weight)
         weight, bias = self._cache.get(lin.weight, lin.bias, dtype, torch.contiguous_format)
         x = x.to(dtype)

@@ -86,6 +86,7 @@ def test_layout_follows_the_input_or_the_weight():
     w = torch.randn(64, 32, 1, 1)
     x = torch.randn(2, 32, 5, 5)
     cl = torch.channels_last
-    assert layers._memory_format(x, w) == torch.contiguous_format
-    assert layers._memory_format(x, w.to(memory_format=cl)) == cl
-    assert layers._memory_format(x.to(memory_format=cl)[:, :16], w) == cl  # a channel slice of a channels-last map
+    assert not layers._is_channels_last(w) and layers._is_channels_last(w.to(memory_format=cl))
+    assert layers._memory_format(x, layers._is_channels_last(w)) == torch.contiguous_format
+    assert layers._memory_format(x, layers._is_channels_last(w.to(memory_format=cl))) == cl
+    assert layers._memory_format(x.to(memory_format=cl)[:, :16], False) == cl  # a channel slice of a channels-last map
