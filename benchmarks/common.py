@@ -118,11 +118,7 @@ def fused_contender(ours: torch.nn.Module, inputs: Tuple, reference: torch.Tenso
     its fp32 and low-precision errors against the official fp32 `reference` printed."""
     from timm.utils import reparameterize_model
     fused = reparameterize_model(ours)
-    with torch.inference_mode():
-        err = relative_error(fused(*inputs), reference)
-    low = precision_errors(fused, inputs, reference, precisions)
-    print(f'  {name} (reparameterized) vs the official fp32 output: fp32 {err:.2e}'
-          + (f', {format_errors(low)}' if low else ''))
+    report_errors(f'{name} (reparameterized)', fused, inputs, reference, precisions)
     return Contender(name, fused)
 
 

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from zoo.cli import add_debug_flag, fraction, non_negative_int, positive_float, positive_int, run_verb
 from zoo.errors import InputError
 from zoo.precision import PRECISIONS
-from zoo.cli import add_debug_flag, fraction, non_negative_int, positive_float, positive_int, run_verb
 
 IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff'}
 

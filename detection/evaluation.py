@@ -138,7 +138,7 @@ def predict_images(model: nn.Module, images: Sequence[torch.Tensor], device: tor
     images = [img.to(device, non_blocking=True) for img in images]
     with autocast_networks(model, precision):
         outputs = model(images)
-    return [{k: v.float() if v.is_floating_point() else v for k, v in o.items()} for o in outputs]
+    return _to_float32(outputs)
 
 
 def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, batch_size: int = 2,

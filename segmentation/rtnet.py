@@ -44,7 +44,7 @@ from timm.models.resnet import Bottleneck, ResNet
 
 from segmentation.roi_tanh import cartesian_to_polar_grid, grid_sample, pad_polar_map, polar_to_cartesian_grid
 from zoo.hub import build_model, unwrap_state_dict
-from zoo.layers import ConvAct, FusedBottleneck, conv_with_bn_folded, fold_bn
+from zoo.layers import ConvAct, FusedBottleneck, conv_with_bn_folded, merged_conv_bn
 from zoo.models import register_project_model
 
 __all__ = ['RTNet', 'RTNetEncoder', 'HybridBlock', 'ResNetEncoder', 'FCNHead', 'DeepLabV3PlusHead',
@@ -126,9 +126,7 @@ class HybridBlock(nn.Module):
     def reparameterize(self):
         if self.fused:
             return
-        (wa, ba), (wb, bb) = fold_bn(self.conv1_a, self.bn1_a), fold_bn(self.conv1_b, self.bn1_b)
-        self.conv1_a = ConvAct(conv_with_bn_folded(
-            self.conv1_a, weight=torch.cat([wa, wb]), bias=torch.cat([ba, bb])), nn.ReLU())
+        self.conv1_a, _ = merged_conv_bn([(self.conv1_a, self.bn1_a), (self.conv1_b, self.bn1_b)], nn.ReLU())
         self.conv1_b = self.bn1_a = self.bn1_b = nn.Identity()
         pad, conv = self.conv_polar[0]
         self.conv_polar = nn.Sequential(pad, ConvAct(conv_with_bn_folded(conv, self.conv_polar[1]), nn.ReLU()))

@@ -11,7 +11,7 @@ also spares autocast's per-call weight casts. Anything else (training with gradi
 tracing, a torch without oneDNN) takes the plain path, with the same numbers up to summation order.
 """
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -19,8 +19,10 @@ import torch.nn.functional as F
 import timm.layers as timm_layers
 from timm.layers import GELUTanh
 
-__all__ = ['fold_bn', 'conv_with_bn_folded', 'pointwise_after_bn', 'scaled_conv', 'fuse_conv_norm_act', 'ConvAct',
-           'LinearAct', 'FusedBottleneck', 'fuse_mlp']
+from zoo.precision import cpu_autocast_dtype
+
+__all__ = ['fold_bn', 'conv_with_bn_folded', 'merged_conv_bn', 'pointwise_after_bn', 'scaled_conv',
+           'fuse_conv_norm_act', 'ConvAct', 'LinearAct', 'FusedBottleneck', 'fuse_mlp']
 
 # Outputs smaller than this many elements run torch's own convolution (still with the cast-once weights) and a
 # separate activation: the fused op costs some 30 us more per call here (it builds its oneDNN primitive each
@@ -37,10 +39,15 @@ _POST_OPS = (
 )
 
 
+def _bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) of `bn` in eval mode: bn(x) = x * scale + shift per channel."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
 def fold_bn(conv: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of `conv` (2-D or 3-D) followed by `bn` in eval mode, as one convolution."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    bias = bn.bias - bn.running_mean * scale
+    scale, bias = _bn_affine(bn)
     if conv.bias is not None:
         bias = bias + conv.bias * scale
     return conv.weight * scale.reshape(-1, *([1] * (conv.weight.dim() - 1))), bias
@@ -65,13 +72,24 @@ def conv_with_bn_folded(conv: nn.Module, bn: Optional[nn.Module] = None, weight:
 
 
 @torch.no_grad()
+def merged_conv_bn(pairs: Sequence[Tuple[nn.Module, nn.Module]], act: Optional[nn.Module] = None
+                   ) -> Tuple['ConvAct', List[int]]:
+    """Several (conv, BatchNorm) pairs that read the same input, with the same kernel geometry, as one wider
+    convolution (BatchNorms folded, outputs concatenated: one GEMM instead of several thin ones) and `act`;
+    returns it and the output widths to split its result by."""
+    folded = [fold_bn(conv, bn) for conv, bn in pairs]
+    weight = torch.cat([w for w, _ in folded])
+    bias = torch.cat([b for _, b in folded])
+    return ConvAct(conv_with_bn_folded(pairs[0][0], weight=weight, bias=bias), act), [w.shape[0] for w, _ in folded]
+
+
+@torch.no_grad()
 def pointwise_after_bn(bn: nn.modules.batchnorm._BatchNorm, conv: nn.Module) -> nn.Module:
     """A 1x1 `conv` (ungrouped) that takes what `bn` (eval mode) took: conv(bn(x)) as one convolution. Exact
     only for a pointwise conv, which sees no padding."""
     if any(k != 1 for k in conv.kernel_size) or conv.groups != 1:
         raise ValueError('only an ungrouped 1x1 convolution can absorb the BatchNorm before it')
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
+    scale, shift = _bn_affine(bn)
     flat = conv.weight.flatten(1)
     bias = flat @ shift + (conv.bias if conv.bias is not None else 0)
     return conv_with_bn_folded(conv, weight=conv.weight * scale.reshape(1, -1, *([1] * (conv.weight.dim() - 2))),
@@ -132,12 +150,6 @@ class _CastCache:
         return hit
 
 
-def _call_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
-    if torch.is_autocast_enabled('cpu'):
-        return torch.get_autocast_dtype('cpu')
-    return weight.dtype
-
-
 class ConvAct(nn.Module):
     """act(conv(x) [+ shortcut]): one oneDNN call on CPU in inference (see the module docstring).
 
@@ -171,7 +183,7 @@ class ConvAct(nn.Module):
             return self._plain(x, shortcut)
         cache = self._cache
         cache.refresh(conv.weight, conv.bias)
-        dtype = _call_dtype(x, conv.weight)
+        dtype = cpu_autocast_dtype(x) or conv.weight.dtype
         fmt = _memory_format(x, cache.weight_cl)
         weight, bias = cache.get(conv.weight, conv.bias, dtype, fmt)
         x = x.to(dtype)
@@ -197,12 +209,17 @@ class ConvAct(nn.Module):
         return y if self._post is not None else self.act(y)
 
 
+def _channels_innermost(t: torch.Tensor) -> bool:
+    """A map stored channels-last (a channel slice of one included), told by its channel stride alone."""
+    return t.shape[1] > 1 and t.stride(1) == 1 and not t.is_contiguous()
+
+
 def _is_channels_last(t: torch.Tensor) -> bool:
     """Channels innermost: a channels-last map or a channel slice of one, or a kernel laid out channels-last
     (a 1x1 kernel counts as contiguous in both layouts, so its strides are compared exactly)."""
     if t.dim() not in (4, 5):
         return False
-    if t.shape[1] > 1 and t.stride(1) == 1 and not t.is_contiguous():
+    if _channels_innermost(t):
         return True
     c, spatial = t.shape[1], t.shape[2:]
     strides, step = [1], c
@@ -216,7 +233,7 @@ def _memory_format(x: torch.Tensor, weight_channels_last: bool) -> torch.memory_
     """The layout a call runs in, chosen as torch's own oneDNN convolution chooses it: channels-last when the
     kernel is (`_is_channels_last`, cached per weight version) or the input's channels are innermost (a channel
     slice of a channels-last map included)."""
-    if weight_channels_last or (x.shape[1] > 1 and x.stride(1) == 1 and not x.is_contiguous()):
+    if weight_channels_last or _channels_innermost(x):
         return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
     return torch.contiguous_format
 
@@ -242,7 +259,7 @@ class LinearAct(nn.Module):
         if isinstance(x, torch.fx.Proxy) or not _oneDNN_usable(x, lin.weight):
             return self.act(lin(x))
         self._cache.refresh(lin.weight, lin.bias)
-        dtype = _call_dtype(x, lin.weight)
+        dtype = cpu_autocast_dtype(x) or lin.weight.dtype
         weight, bias = self._cache.get(lin.weight, lin.bias, dtype, torch.contiguous_format)
         x = x.to(dtype)
         if self._post is None or self._post[0] is None or x.numel() // x.shape[-1] * lin.out_features < FUSE_MIN_WORK:
@@ -277,7 +294,7 @@ class FusedBottleneck(nn.Module):
 def fuse_mlp(mlp: nn.Module) -> nn.Module:
     """timm's `Mlp` (fc1, act, drop, norm, fc2, drop) in place for inference: fc1 with its activation fused, fc2
     with its weights cast once (LinearAct)."""
-    if not isinstance(mlp.fc1, LinearAct) and isinstance(mlp.fc1, nn.Linear):
+    if isinstance(mlp.fc1, nn.Linear):  # not yet fused
         mlp.fc1, mlp.act = LinearAct(mlp.fc1, mlp.act), nn.Identity()
         mlp.fc2 = LinearAct(mlp.fc2)
     return mlp

@@ -6,13 +6,13 @@ fp32, as autocast's op lists say; on CUDA, the tensor cores. Weights keep their 
 weights too cast the model themselves (`zoo bench --weights-dtype bf16`).
 """
 import contextlib
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
 from .errors import InputError
 
-__all__ = ['PRECISIONS', 'autocast', 'check_precision', 'device_type_of']
+__all__ = ['PRECISIONS', 'autocast', 'check_precision', 'cpu_autocast_dtype', 'device_type_of']
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 
@@ -38,3 +38,12 @@ def autocast(precision: str = 'fp32', device: Union[torch.nn.Module, torch.Tenso
     if precision == 'fp32':
         return contextlib.nullcontext()
     return torch.autocast(device_type_of(device), dtype=PRECISIONS[precision])
+
+
+@torch.jit.unused
+def cpu_autocast_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
+    """The dtype CPU autocast runs `x`'s matmuls and convolutions in, or None (not a CPU tensor, or no CPU
+    autocast): for code that calls kernels autocast does not cover, or that picks another path under it."""
+    if x.device.type == 'cpu' and torch.is_autocast_enabled('cpu'):
+        return torch.get_autocast_dtype('cpu')
+    return None

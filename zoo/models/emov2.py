@@ -39,6 +39,7 @@ from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
 from zoo.layers import ConvAct, fuse_conv_norm_act, pointwise_after_bn, scaled_conv
+from zoo.precision import cpu_autocast_dtype
 
 __all__ = ['EMOv2']
 
@@ -93,7 +94,7 @@ def hybrid_window_attention(
     """
     batch, _, hp, wp = qk.shape
     channels_last = qk.is_contiguous(memory_format=torch.channels_last) and not qk.is_contiguous()
-    if not torch.jit.is_scripting() and _under_cpu_autocast(qk):
+    if not torch.jit.is_scripting() and cpu_autocast_dtype(qk) is not None:
         return _hybrid_window_attention_fp32(qk, v, num_heads, window_size, scale)
     q, k = qk.chunk(2, dim=1)
     out = torch.empty(0)
@@ -105,11 +106,6 @@ def hybrid_window_attention(
         part = _from_windows(attn @ vw, batch, hp, wp, window_size, grid, channels_last)
         out = part if grid else out + part
     return out
-
-
-@torch.jit.unused
-def _under_cpu_autocast(x: torch.Tensor) -> bool:
-    return x.device.type == 'cpu' and torch.is_autocast_enabled('cpu')
 
 
 @torch.jit.unused

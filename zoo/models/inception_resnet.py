@@ -43,7 +43,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
-from zoo.layers import ConvAct, conv_with_bn_folded, fold_bn
+from zoo.layers import ConvAct, conv_with_bn_folded, merged_conv_bn
 
 __all__ = ['InceptionResNetV1']
 
@@ -86,11 +86,7 @@ class _InceptionBlock(nn.Module):
         for name in self.head_branches:
             branch = getattr(self, name)
             firsts.append(branch[0] if isinstance(branch, nn.Sequential) else branch)
-        folded = [fold_bn(block.conv, block.bn) for block in firsts]
-        weight = torch.cat([w for w, _ in folded])
-        bias = torch.cat([b for _, b in folded])
-        self.heads = ConvAct(conv_with_bn_folded(firsts[0].conv, weight=weight, bias=bias), nn.ReLU())
-        self.head_splits = [w.shape[0] for w, _ in folded]
+        self.heads, self.head_splits = merged_conv_bn([(block.conv, block.bn) for block in firsts], nn.ReLU())
         for name in self.head_branches:
             branch = getattr(self, name)
             if isinstance(branch, nn.Sequential):

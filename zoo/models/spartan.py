@@ -64,6 +64,8 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
+from zoo.layers import conv_with_bn_folded
+from zoo.precision import cpu_autocast_dtype
 
 __all__ = ['SpaRTAN']
 
@@ -139,10 +141,7 @@ def _modulated_conv(
 @torch.jit.unused
 def _bf16_matmuls(x: torch.Tensor) -> bool:
     """Whether this call's matmuls run in bf16 (bf16 input, or CPU autocast to bf16)."""
-    if x.dtype == torch.bfloat16:
-        return True
-    return (x.device.type == 'cpu' and torch.is_autocast_enabled('cpu')
-            and torch.get_autocast_dtype('cpu') == torch.bfloat16)
+    return x.dtype == torch.bfloat16 or cpu_autocast_dtype(x) == torch.bfloat16
 
 
 def _pointwise(
@@ -229,32 +228,11 @@ class PointwiseConv(nn.Conv2d):
         return _pointwise(x, self.weight, self.bias, channels_last, gate)
 
 
-@torch.no_grad()
-def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of `conv` followed by `bn` in eval mode, as one convolution."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    bias = bn.bias - bn.running_mean * scale
-    if conv.bias is not None:
-        bias = bias + conv.bias * scale
-    return conv.weight * scale.reshape(-1, 1, 1, 1), bias
-
-
-@torch.no_grad()
-def _fused_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    weight, bias = _fold_bn(conv, bn)
-    out = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-        conv.groups, bias=True, device=weight.device, dtype=weight.dtype)
-    out.weight.copy_(weight)
-    out.bias.copy_(bias)
-    return out
-
-
 class ConvBnAct(ConvNormAct):
     """timm's ConvNormAct with BatchNorm (eps 1e-6); `fuse()` folds the BatchNorm for inference."""
 
     def fuse(self) -> nn.Module:
-        return nn.Sequential(_fused_conv(self.conv, self.bn), self.bn.act)
+        return nn.Sequential(conv_with_bn_folded(self.conv, self.bn), self.bn.act)
 
 
 def _conv_bn_act(in_chs: int, out_chs: int, kernel_size: int, act_layer=GELU, dd=None, fusable=True,
@@ -344,7 +322,7 @@ class CMixer(nn.Module):
         """For inference: fold the BatchNorm after the 3x3 conv into it, and the complex modulation (which acts
         on the conv's input side) into its weight where every group holds whole channel pairs."""
         if isinstance(self.conv.bn, nn.BatchNorm2d):
-            self.conv.conv = _fused_conv(self.conv.conv, self.conv.bn)
+            self.conv.conv = conv_with_bn_folded(self.conv.conv, self.conv.bn)
             self.conv.bn = self.conv.bn.act
         conv = self.conv.conv
         if not self.modulation_folded and conv.weight.shape[1] % 2 == 0:
