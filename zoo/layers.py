@@ -7,7 +7,10 @@ the activation as post-ops of the convolution while its output is still in cache
 _convolution_pointwise` / `_linear_pointwise` are the kernels torch.compile's CPU backend emits for the same
 patterns; here eager code calls them. They are not covered by autocast, so under CPU autocast the input is cast
 to autocast's dtype here and the weights once per dtype (cached, refreshed when the weights change), which
-also spares autocast's per-call weight casts. Anything else (training with gradients, CUDA, TorchScript, fx
+also spares autocast's per-call weight casts. For a channels-last call the kernel is also reordered once into
+oneDNN's blocked layout for that input shape (what torch.compile's weight prepacking does): torch's eager
+convolution redoes that reorder on every call, which at batch 1 is up to 3/4 of the call (a 1792x1792 1x1 conv
+on a 3x3 map: 1.27 -> 0.46 ms fp32). Anything else (training with gradients, CUDA, TorchScript, fx
 tracing, a torch without oneDNN) takes the plain path, with the same numbers up to summation order.
 """
 import math
@@ -22,12 +25,19 @@ from timm.layers import GELUTanh
 from zoo.precision import cpu_autocast_dtype
 
 __all__ = ['fold_bn', 'conv_with_bn_folded', 'merged_conv_bn', 'pointwise_after_bn', 'scaled_conv',
-           'fuse_conv_norm_act', 'ConvAct', 'LinearAct', 'FusedBottleneck', 'fuse_mlp']
+           'fuse_conv_norm_act', 'ConvAct', 'LinearAct', 'Linear', 'MaxPool3d', 'FusedBottleneck', 'fuse_mlp']
 
 # Outputs smaller than this many elements run torch's own convolution (still with the cast-once weights) and a
 # separate activation: the fused op costs some 30 us more per call here (it builds its oneDNN primitive each
 # call), more than the activation pass it saves on a small map (EMOv2 at batch 1 ran 10 % slower fused).
 FUSE_MIN_WORK = 1 << 17
+# Channels-last calls with a prepacked kernel pay that overhead back sooner, from saving the kernel's reorder as
+# well. The op costs some 60 us however small the call; torch's bf16 and depthwise convolutions cost as much, so
+# those always take it, while a dense fp32 convolution under this many output plus kernel elements runs torch's
+# (a 256 -> 64 1x1 conv on a 7x7 map, 20k: 26 us against 64 us packed).
+PACKED_MIN_WORK = 1 << 15
+# Prepacked kernels kept per layer (one per input shape seen last; another shape still runs, oneDNN reordering)
+_PACKED_SHAPES = 4
 
 # activation module -> (oneDNN post-op name, its algorithm)
 _POST_OPS = (
@@ -134,12 +144,14 @@ class _CastCache:
     def __init__(self):
         self.version: Optional[tuple] = None
         self.entries: Dict[tuple, tuple] = {}
+        self.packed: Dict[tuple, torch.Tensor] = {}
         self.weight_cl = False
 
     def refresh(self, weight: torch.Tensor, bias: Optional[torch.Tensor]):
         version = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in (weight, bias) if t is not None)
         if version != self.version:
-            self.version, self.entries, self.weight_cl = version, {}, _is_channels_last(weight)
+            self.version, self.entries, self.packed = version, {}, {}
+            self.weight_cl = _is_channels_last(weight)
 
     def get(self, weight: torch.Tensor, bias: Optional[torch.Tensor], dtype: torch.dtype, fmt: torch.memory_format):
         hit = self.entries.get((dtype, fmt))
@@ -148,6 +160,20 @@ class _CastCache:
             b = None if bias is None else bias.detach().to(dtype)
             hit = self.entries[(dtype, fmt)] = (w, b)
         return hit
+
+    def get_packed(self, weight: torch.Tensor, x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+        """`weight` (already cast) in the blocked layout oneDNN picks for a convolution of `x`'s shape."""
+        key = (weight.dtype, tuple(x.shape))
+        packed = self.packed.get(key)
+        if packed is None:
+            reorder = (torch._C._nn.mkldnn_reorder_conv2d_weight if weight.dim() == 4
+                       else torch._C._nn.mkldnn_reorder_conv3d_weight)
+            packed = reorder(weight.contiguous().to_mkldnn(), list(conv.padding), list(conv.stride),
+                             list(conv.dilation), conv.groups, list(x.shape))
+            if len(self.packed) >= _PACKED_SHAPES:
+                self.packed.pop(next(iter(self.packed)))
+            self.packed[key] = packed
+        return packed
 
 
 class ConvAct(nn.Module):
@@ -187,10 +213,18 @@ class ConvAct(nn.Module):
         fmt = _memory_format(x, cache.weight_cl)
         weight, bias = cache.get(conv.weight, conv.bias, dtype, fmt)
         x = x.to(dtype)
-        nothing_to_fuse = shortcut is None and self._post is not None and self._post[0] is None
-        if nothing_to_fuse or x.numel() // x.shape[1] * conv.out_channels < FUSE_MIN_WORK * math.prod(conv.stride):
+        outputs = x.numel() // x.shape[1] * conv.out_channels // math.prod(conv.stride)
+        if fmt == torch.contiguous_format:
+            nothing_to_fuse = shortcut is None and self._post is not None and self._post[0] is None
+            use_torch_conv = nothing_to_fuse or outputs < FUSE_MIN_WORK
+        else:  # a packed kernel pays even with nothing to fuse
+            use_torch_conv = (dtype == torch.float32 and conv.groups == 1
+                              and outputs + weight.numel() < PACKED_MIN_WORK)
+        if use_torch_conv:
             y = conv._conv_forward(x, weight, bias)  # torch's convolution, with the weights cast once
             return self.act(y if shortcut is None else y.add_(shortcut))
+        if fmt != torch.contiguous_format:
+            weight = cache.get_packed(weight, x, conv)  # the op's output is channels-last, as the input
         name, algorithm = self._post if self._post is not None else (None, '')
         geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         if shortcut is None:
@@ -266,6 +300,36 @@ class LinearAct(nn.Module):
             return self.act(F.linear(x, weight, bias))  # as ConvAct: small outputs skip the fused op's overhead
         name, algorithm = self._post
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, name or 'none', [], algorithm)
+
+
+class Linear(nn.Linear):
+    """nn.Linear whose `fuse()` (`timm.utils.reparameterize_model`) makes it a LinearAct: for heads and other
+    linears nothing else reparameterizes, whose weights autocast would otherwise cast on every call (FaceNet's
+    8631-way classifier: 2.9 ms of a 19 ms bf16 call at batch 1)."""
+
+    def fuse(self) -> LinearAct:
+        return LinearAct(self)
+
+
+class MaxPool3d(nn.MaxPool3d):
+    """nn.MaxPool3d in its input's dtype under CPU autocast. Autocast lists max_pool3d among its fp32 ops, so a
+    bf16 map would be copied to fp32, pooled, and cast back by the next convolution; a max of bf16 values is
+    exact in bf16 (P3D-63's two pools over a 4-clip batch: 82 -> 32 ms)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._pool(x)
+        return self._pool_in_input_dtype(x)
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool3d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    @torch.jit.unused
+    def _pool_in_input_dtype(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.fx.Proxy) or cpu_autocast_dtype(x) is None:
+            return self._pool(x)
+        with torch.autocast('cpu', enabled=False):
+            return self._pool(x)
 
 
 class FusedBottleneck(nn.Module):

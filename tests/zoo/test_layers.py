@@ -23,6 +23,7 @@ def _conv(dim: int, groups: int) -> nn.Module:
 def test_conv_act_matches_conv_then_act(act, dim, groups, channels_last, with_shortcut, oneDNN_op, monkeypatch):
     if oneDNN_op:  # these maps are small: make them take the fused oneDNN call
         monkeypatch.setattr(layers, 'FUSE_MIN_WORK', 0)
+        monkeypatch.setattr(layers, 'PACKED_MIN_WORK', 0)
     torch.manual_seed(0)
     layer = ConvAct(_conv(dim, groups), act)
     time = [4] if dim == 3 else []
@@ -90,3 +91,41 @@ def test_layout_follows_the_input_or_the_weight():
     assert layers._memory_format(x, layers._is_channels_last(w)) == torch.contiguous_format
     assert layers._memory_format(x, layers._is_channels_last(w.to(memory_format=cl))) == cl
     assert layers._memory_format(x.to(memory_format=cl)[:, :16], False) == cl  # a channel slice of a channels-last map
+
+
+def test_packed_kernels_follow_input_shapes_and_weight_updates(monkeypatch):
+    """Channels-last calls run on a kernel prepacked per input shape; any shape, and a weight update, still
+    give the plain layer's numbers."""
+    monkeypatch.setattr(layers, 'PACKED_MIN_WORK', 0)
+    torch.manual_seed(0)
+    layer = ConvAct(nn.Conv2d(8, 16, 3, 1, 1), nn.ReLU()).eval()
+    with torch.inference_mode():
+        for size in (5, 6, 7, 8, 9, 5):
+            x = torch.randn(2, 8, size, size).to(memory_format=torch.channels_last)
+            torch.testing.assert_close(layer(x), layer._plain(x, None), atol=1e-5, rtol=1e-5)
+        assert 0 < len(layer._cache.packed) <= layers._PACKED_SHAPES
+        assert all(w.is_mkldnn for w in layer._cache.packed.values())
+    with torch.no_grad():
+        layer.conv.weight.mul_(-1)
+        torch.testing.assert_close(layer(x), layer._plain(x, None), atol=1e-5, rtol=1e-5)
+
+
+def test_max_pool_3d_keeps_bf16_under_autocast():
+    """Autocast would pool in fp32 (a copy each way); the max of bf16 values is exact in bf16."""
+    pool = layers.MaxPool3d((2, 3, 3), stride=2, padding=(0, 1, 1))
+    x = torch.randn(1, 4, 4, 9, 9).to(torch.bfloat16, memory_format=torch.channels_last_3d)
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        out, plain = pool(x), nn.MaxPool3d((2, 3, 3), stride=2, padding=(0, 1, 1))(x)
+    assert plain.dtype == torch.float32 and out.dtype == torch.bfloat16
+    assert torch.equal(out.float(), plain)
+    torch.testing.assert_close(torch.jit.script(pool)(x.float()), pool(x.float()))
+
+
+def test_linear_fuses_to_cast_once_linear():
+    from timm.utils import reparameterize_model
+    model = nn.Sequential(layers.Linear(8, 4)).eval()
+    fused = reparameterize_model(model)
+    assert isinstance(fused[0], LinearAct)
+    x = torch.randn(2, 8)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), model(x))

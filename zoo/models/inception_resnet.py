@@ -43,7 +43,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
-from zoo.layers import ConvAct, conv_with_bn_folded, merged_conv_bn
+from zoo.layers import ConvAct, Linear, conv_with_bn_folded, merged_conv_bn
 
 __all__ = ['InceptionResNetV1']
 
@@ -346,7 +346,7 @@ class InceptionResNetV1(nn.Module):
         self.last_bn = nn.Identity()
         if embed_dim:
             pooled = self.num_features * self.global_pool.feat_mult()
-            self.last_linear = nn.Linear(pooled, embed_dim, bias=False, **dd)
+            self.last_linear = Linear(pooled, embed_dim, bias=False, **dd)
             self.last_bn = nn.BatchNorm1d(embed_dim, eps=norm_eps, **dd)
         self.classif = self._make_classifier(num_classes, dd)
         self.head_hidden_size = embed_dim or self.num_features * self.global_pool.feat_mult()
@@ -354,7 +354,7 @@ class InceptionResNetV1(nn.Module):
     def _make_classifier(self, num_classes: int, dd: Dict) -> nn.Module:
         in_features = self.embed_dim or self.num_features * self.global_pool.feat_mult()
         if num_classes > 0:
-            return nn.Linear(in_features, num_classes, **dd)
+            return Linear(in_features, num_classes, **dd)
         return L2Normalize() if self.embed_dim else nn.Identity()
 
     @torch.jit.ignore

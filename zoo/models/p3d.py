@@ -35,7 +35,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
-from zoo.layers import ConvAct, conv_with_bn_folded
+from zoo.layers import ConvAct, MaxPool3d, conv_with_bn_folded
 
 __all__ = ['P3D']
 
@@ -191,8 +191,8 @@ class P3D(nn.Module):
         self.bn1 = nn.BatchNorm3d(64, **dd)
         self.act1 = nn.ReLU(inplace=True)
         # the reference's pool (pad 1, floor), not Caffe's (pad 0, ceil): the converted weights expect it
-        self.maxpool = nn.MaxPool3d((2, 3, 3), stride=2, padding=(0, 1, 1))
-        self.time_pool = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1))
+        self.maxpool = MaxPool3d((2, 3, 3), stride=2, padding=(0, 1, 1))
+        self.time_pool = MaxPool3d((2, 1, 1), stride=(2, 1, 1))
 
         block_index = 0
         in_chs = 64
