@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from zoo.bench import keep_freed_memory, machine
 from zoo.precision import PRECISIONS, autocast
 from zoo.testing import relative_error
 
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser, batch_size: Sequence[int] = (
                             'runs fp32 (default: both)')
     group.add_argument('--threads', type=int, default=threads,
                        help='torch threads' + (f' (default: {threads})' if threads else ' (default: torch\'s)'))
+    group.add_argument('--allocator', choices=('keep', 'default'), default='keep',
+                       help='keep (default): malloc keeps freed memory for reuse, for every contender alike '
+                            '(zoo.bench.keep_freed_memory); default: glibc as it starts')
     group.add_argument('--warmup', type=int, default=warmup, help=f'untimed calls first (default: {warmup})')
     group.add_argument('--iters', type=int, default=iters, help=f'timed calls (default: {iters})')
     return group
@@ -70,6 +74,8 @@ def setup(parser: argparse.ArgumentParser, args: argparse.Namespace):
     args.precision = list(dict.fromkeys(args.precision))
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.allocator == 'keep' and not keep_freed_memory():
+        print('note: could not set malloc to keep freed memory (not glibc?); timing with the default allocator')
 
 
 def to_layout(obj, layout: str):
@@ -210,7 +216,8 @@ def compare(contenders: Sequence[Contender], make_inputs: Callable[[int], Tuple]
     results = Results(series, f'{official[0].name} fp32', list(args.batch_size), list(layouts), unit)
     width = {s: max(len(s), 9) for s in series}
     print(f'{unit}, median of {args.iters} calls after {args.warmup} warm-up calls '
-          f'({"wall clock" if clock == "wall" else clock + " CPU time"}, {torch.get_num_threads()} threads)')
+          f'({"wall clock" if clock == "wall" else clock + " CPU time"}, {torch.get_num_threads()} threads, '
+          f'allocator {machine()["allocator"]})')
     print(f'{"batch":>5}  {"layout":>16}  ' + '  '.join(f'{s:>{width[s]}}' for s in series))
     for bs in args.batch_size:
         inputs = make_inputs(bs)

@@ -19,10 +19,18 @@ calls and a 10 s one (RTNet at batch 8) one timed call; a call that the smaller 
 outlast the whole budget gets no warm-up (its first-call costs are a small part of it). The `calls`
 column says how many were timed.
 
+Freed memory: glibc hands large freed blocks back to the kernel and maps fresh ones on the next allocation, so
+every first write to each page of a new activation faults; on this VM that was half of P3D-63's time (4 clips
+in bf16: 211 -> 116 ms a call). `keep_freed_memory()` (`zoo bench`'s default, `--allocator default` to skip)
+keeps freed memory in the heap for reuse, as jemalloc and tcmalloc do (PyTorch's CPU tuning guide recommends
+either); the process then holds its peak memory. `machine()` records which allocator policy ran.
+
 `representatives()` is the default set of `zoo bench` (and `make demo`): one model per family, the
 family's `demo` model or its smallest, so every family shows in a couple of minutes.
 """
 import csv
+import ctypes
+import ctypes.util
 import json
 import math
 import platform
@@ -38,7 +46,7 @@ import torch
 from .precision import PRECISIONS, autocast, check_precision
 
 __all__ = ['BenchResult', 'LARGE_PARAMS', 'PRECISIONS', 'matmul_peak', 'representatives', 'example_inputs', 'to_channels_last', 'count_params',
-           'count_macs', 'count_macs_meta', 'bench_model', 'run', 'machine', 'format_table', 'write_csv', 'write_json',
+           'count_macs', 'count_macs_meta', 'bench_model', 'run', 'keep_freed_memory', 'machine', 'format_table', 'write_csv', 'write_json',
            'plot_pareto']
 
 # above this many parameters a model is not timed unless asked (include_large / --include-large)
@@ -343,13 +351,34 @@ def run(
     return results
 
 
+_ALLOCATOR = {'policy': 'default'}
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory for reuse rather than return it to the kernel (no mmap'd blocks,
+    no trimming): see the module docstring. Returns whether it took (False off glibc)."""
+    if _ALLOCATOR['policy'] == 'keep':
+        return True
+    name = ctypes.util.find_library('c')
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameters, malloc.h
+        ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2 ** 31 - 1) == 1
+    except (OSError, AttributeError, TypeError):
+        ok = False
+    if ok:
+        _ALLOCATOR['policy'] = 'keep'
+    return ok
+
+
 def machine() -> dict:
-    """Where the figures were measured: device, threads, torch version."""
+    """Where the figures were measured: device, threads, torch version, allocator policy."""
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name()
     else:
         device = f'cpu ({platform.machine()})'
-    return dict(device=device, threads=torch.get_num_threads(), torch=torch.__version__)
+    return dict(device=device, threads=torch.get_num_threads(), torch=torch.__version__,
+                allocator=_ALLOCATOR['policy'])
 
 
 _COLUMNS = (
@@ -369,7 +398,7 @@ def format_table(results: Iterable[BenchResult]) -> str:
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     where = machine()
     lines = [
-        f"{where['device']}, {where['threads']} threads, torch {where['torch']}. GMACs = multiply-accumulates per sample (the papers' "
+        f"{where['device']}, {where['threads']} threads, torch {where['torch']}, allocator {where['allocator']}. GMACs = multiply-accumulates per sample (the papers' "
         '"FLOPs"), fvcore, batch 1, default input; latency = median call, samples/s = mean over the timed '
         'calls, spread = (slowest - fastest) / median; GFLOP/s = 2 x GMACs x samples/s (x3 training), against '
         "this machine's square-matmul rate in the same precision",

@@ -89,6 +89,8 @@ def _cmd_bench(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.allocator == 'keep':
+        bench.keep_freed_memory()
     if args.all:
         names = zoo.catalogue()
     elif args.models:
@@ -300,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--iters', type=positive_int, default=10, help='timed calls (default 10)')
     p.add_argument('--img-size', type=positive_int, default=None, help='override the default input side')
     p.add_argument('--threads', type=positive_int, default=None, help='torch.set_num_threads')
+    p.add_argument('--allocator', choices=('keep', 'default'), default='keep',
+                   help='keep (default): malloc keeps freed memory for reuse instead of faulting in fresh pages for '
+                        'every activation (zoo.bench.keep_freed_memory); default: as the process started')
     p.add_argument('--no-speed', action='store_true', help='params, GMACs and activations only')
     p.add_argument('--csv', help='write the rows as CSV'), p.add_argument('--json', help='write the rows as JSON')
     p.add_argument('--plot', help='Pareto chart of GMACs vs throughput (PNG)')

@@ -134,3 +134,9 @@ def test_a_call_expected_to_outlast_the_budget_gets_no_warmup(monkeypatch):
     seen.clear()
     bench.run(['ninformer_mnist'], batch_sizes=[1, 8], warmup=3, progress=False)  # no budget: always warm up
     assert seen == [(1, 3), (8, 3)]
+
+
+def test_keep_freed_memory_is_recorded():
+    from zoo import bench
+    assert bench.keep_freed_memory()  # glibc here
+    assert bench.machine()['allocator'] == 'keep'
