@@ -12,7 +12,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ['PRECISIONS', 'autocast', 'check_precision', 'cpu_autocast_dtype', 'device_type_of']
+__all__ = ['PRECISIONS', 'autocast', 'check_precision', 'cpu_autocast_dtype', 'bf16_matmuls', 'device_type_of']
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 
@@ -47,3 +47,10 @@ def cpu_autocast_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
     if x.device.type == 'cpu' and torch.is_autocast_enabled('cpu'):
         return torch.get_autocast_dtype('cpu')
     return None
+
+
+@torch.jit.unused
+def bf16_matmuls(x: torch.Tensor) -> bool:
+    """Whether matmuls on `x` run in bf16 here (a bf16 tensor, or CPU autocast to bf16): for paths that pick
+    another GEMM shape in bf16, whose calls cost more than fp32's at small sizes."""
+    return x.dtype == torch.bfloat16 or cpu_autocast_dtype(x) == torch.bfloat16

@@ -65,7 +65,7 @@ from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
 from zoo.layers import conv_with_bn_folded
-from zoo.precision import cpu_autocast_dtype
+from zoo.precision import bf16_matmuls
 
 __all__ = ['SpaRTAN']
 
@@ -138,12 +138,6 @@ def _modulated_conv(
     return F.conv2d(x, weight, bias, 1, 1, 1, groups)
 
 
-@torch.jit.unused
-def _bf16_matmuls(x: torch.Tensor) -> bool:
-    """Whether this call's matmuls run in bf16 (bf16 input, or CPU autocast to bf16)."""
-    return x.dtype == torch.bfloat16 or cpu_autocast_dtype(x) == torch.bfloat16
-
-
 def _pointwise(
         x: torch.Tensor,
         weight: torch.Tensor,
@@ -160,7 +154,7 @@ def _pointwise(
     B, C, H, W = x.shape
     out_chs = weight.shape[0]
     w = weight.reshape(out_chs, C)
-    if channels_last and not x.is_contiguous() and not torch.jit.is_scripting() and _bf16_matmuls(x):
+    if channels_last and not x.is_contiguous() and not torch.jit.is_scripting() and bf16_matmuls(x):
         # bf16: one (B*H*W) x C GEMM runs 1.5-4.5x faster than the batched per-sample form here (the batched
         # bf16 kernels do not use the matrix units well), so a gate costs a pass over x instead
         rows = x.permute(0, 2, 3, 1)
