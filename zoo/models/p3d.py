@@ -17,7 +17,8 @@ Differences from the reference code:
     prediction, not two; at 16 x 160 x 160 this is exactly the reference (AvgPool2d(5) over 5x5, T'=1).
     Shorter clips and wrong ranks get a clear error (the reference silently changes the batch size);
   * the reference's unused shortcut type 'A' (zero padding) is not implemented: every release uses 'B';
-  * `conv1_custom`, `conv_normal` / `bn_normal` are named `conv1`, `conv2` / `bn2`.
+  * the stem's `conv1_custom` / `bn1` are `stem.conv` / `stem.bn`; the blocks' `conv_normal` / `bn_normal` are
+    `conv2` / `bn2`.
 
 The released Kinetics P3D-199 RGB / flow weights are `.pth.tar` pickles on Google Drive / BaiduYun only,
 so no tag downloads them; a local copy loads through `checkpoint_filter_fn` with
@@ -77,6 +78,29 @@ def _fuse_block(block: nn.Module, names: Sequence[str]):
         setattr(block, f'bn{name}', nn.Identity())
     if isinstance(block.downsample, nn.Sequential):
         block.downsample = ConvAct(conv_with_bn_folded(*block.downsample))
+
+
+class Stem3d(nn.Module):
+    """The reference's stem: 1x7x7 conv (stride 1, 2, 2), BatchNorm, ReLU; `fuse()` (timm's
+    `reparameterize_model`) folds the BatchNorm and hands the ReLU to the convolution (zoo.layers.ConvAct)."""
+
+    def __init__(self, in_chans: int, out_chs: int, dd=None):
+        super().__init__()
+        dd = dd or {}
+        self.conv = nn.Conv3d(in_chans, out_chs, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False, **dd)
+        self.bn = nn.BatchNorm3d(out_chs, **dd)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    @torch.no_grad()
+    def fuse(self) -> ConvAct:
+        return ConvAct(conv_with_bn_folded(self.conv, self.bn), nn.ReLU())
+
+
+# stem keys of the reference (conv1_custom, bn1) and of ours before `Stem3d` -> ours
+_STEM_KEYS = (('conv1_custom.', 'stem.conv.'), ('conv1.', 'stem.conv.'), ('bn1.', 'stem.bn.'))
 
 
 class Bottleneck3d(nn.Module):
@@ -187,9 +211,7 @@ class P3D(nn.Module):
         self.global_pool = _check_global_pool(global_pool)
         self.grad_checkpointing = False
 
-        self.conv1 = nn.Conv3d(in_chans, 64, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False, **dd)
-        self.bn1 = nn.BatchNorm3d(64, **dd)
-        self.act1 = nn.ReLU(inplace=True)
+        self.stem = Stem3d(in_chans, 64, dd)
         # the reference's pool (pad 1, floor), not Caffe's (pad 0, ceil): the converted weights expect it
         self.maxpool = MaxPool3d((2, 3, 3), stride=2, padding=(0, 1, 1))
         self.time_pool = MaxPool3d((2, 1, 1), stride=(2, 1, 1))
@@ -223,7 +245,7 @@ class P3D(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.num_features = self.head_hidden_size = in_chs
-        self.feature_info = [dict(num_chs=64, reduction=2, module='act1')] + [
+        self.feature_info = [dict(num_chs=64, reduction=2, module='stem')] + [
             dict(num_chs=c, reduction=r, module=f'layer{i + 1}')
             for i, (c, r) in enumerate(zip((256, 512, 1024, 2048), (4, 8, 16, 32)))]
         self.head_drop = nn.Dropout(drop_rate)
@@ -231,7 +253,7 @@ class P3D(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict:
-        return dict(stem=r'^conv1|bn1', blocks=r'^layer(\d+)' if coarse else r'^layer(\d+)\.(\d+)')
+        return dict(stem=r'^stem', blocks=r'^layer(\d+)' if coarse else r'^layer(\d+)\.(\d+)')
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True):
@@ -277,7 +299,7 @@ class P3D(nn.Module):
             last = len(self.feature_info) - 1
         batch = x.shape[0]
         intermediates = []
-        x = self.act1(self.bn1(self.conv1(_check_clip(x))))
+        x = self.stem(_check_clip(x))
         if 0 in take_indices:
             intermediates.append(x)
         if last >= 1:
@@ -310,7 +332,7 @@ class P3D(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """B x C x T x H x W clip -> B x 2048 x T' x H' x W' res5 maps (T' = T // 16)."""
         batch = x.shape[0]
-        x = self.maxpool(self.act1(self.bn1(self.conv1(_check_clip(x)))))
+        x = self.maxpool(self.stem(_check_clip(x)))
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return self._checkpointed_stages(x, batch)
         x = self.time_pool(self.layer1(x))
@@ -341,7 +363,10 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: P3D) -> Dic
     state_dict = unwrap_state_dict(state_dict)
     out = {}
     for key, value in state_dict.items():
-        key = key.replace('conv1_custom.', 'conv1.').replace('.conv_normal.', '.conv2.').replace('.bn_normal.', '.bn2.')
+        key = key.replace('.conv_normal.', '.conv2.').replace('.bn_normal.', '.bn2.')
+        for old, new in _STEM_KEYS:  # the reference's stem names (and ours before the stem was a module)
+            if key.startswith(old):
+                key = new + key[len(old):]
         out[key] = value
     return out
 
@@ -359,7 +384,7 @@ def _cfg(**kwargs):
     return {
         'num_classes': 400, 'input_size': (3, 16, 160, 160), 'pool_size': (1, 5, 5),
         'crop_pct': 160 / 256, 'interpolation': 'bilinear', 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
-        'first_conv': 'conv1', 'classifier': 'fc',
+        'first_conv': 'stem.conv', 'classifier': 'fc',
         'paper_ids': 'arXiv:1711.10305',
         'paper_name': 'Learning Spatio-Temporal Representation with Pseudo-3D Residual Networks',
         'origin_url': 'https://github.com/qijiezhao/pseudo-3d-pytorch', 'license': 'mit',
