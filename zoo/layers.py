@@ -161,26 +161,56 @@ class _CastCache:
             hit = self.entries[(dtype, fmt)] = (w, b)
         return hit
 
-    def get_packed(self, weight: torch.Tensor, x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
-        """`weight` (already cast) in the blocked layout oneDNN picks for a convolution of `x`'s shape."""
+    def get_packed(self, weight: torch.Tensor, x: torch.Tensor, geometry: tuple) -> torch.Tensor:
+        """`weight` (already cast) in the blocked layout oneDNN picks for a convolution of `x`'s shape with
+        `geometry` (padding, stride, dilation, groups)."""
         key = (weight.dtype, tuple(x.shape))
         packed = self.packed.get(key)
         if packed is None:
             reorder = (torch._C._nn.mkldnn_reorder_conv2d_weight if weight.dim() == 4
                        else torch._C._nn.mkldnn_reorder_conv3d_weight)
-            packed = reorder(weight.contiguous().to_mkldnn(), list(conv.padding), list(conv.stride),
-                             list(conv.dilation), conv.groups, list(x.shape))
+            packed = reorder(weight.contiguous().to_mkldnn(), *geometry, list(x.shape))
             if len(self.packed) >= _PACKED_SHAPES:
                 self.packed.pop(next(iter(self.packed)))
             self.packed[key] = packed
         return packed
 
 
+def _planar_form(conv: nn.Module) -> Tuple[Optional[str], tuple]:
+    """How a 3-D convolution of a channels-last-3d clip runs as a 2-D one on a view of the same memory, and its
+    2-D geometry: 'frames' when it works on each frame alone (1 x kh x kw, no stride or padding in time: the
+    frames folded into the batch), 'time' when it works along time alone (kt x 1 x 1, no spatial stride or
+    padding: a T x (H*W) plane). oneDNN's 2-D kernels are the faster ones here in bf16 (a 3x1x1 conv over a
+    4 x 64 x 8 x 40 x 40 batch: 1.51 -> 0.94 ms; P3D's stem 33 -> 24 ms), and no slower in fp32."""
+    if not isinstance(conv, nn.Conv3d):
+        return None, ()
+    (kt, kh, kw), (st, sh, sw), (pt, ph, pw), (dt, dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    if kt == 1 and st == 1 and pt == 0:
+        return 'frames', ([ph, pw], [sh, sw], [dh, dw], conv.groups)
+    if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
+        return 'time', ([pt, 0], [st, 1], [dt, 1], conv.groups)
+    return None, ()
+
+
+def _to_planar(t: torch.Tensor, form: str) -> torch.Tensor:
+    """B x C x T x H x W (channels-last-3d) as the 2-D map of `_planar_form`: a view, channels-last."""
+    if form == 'frames':
+        return t.transpose(1, 2).flatten(0, 1)
+    return t.flatten(3)
+
+
+def _from_planar(y: torch.Tensor, form: str, batch: int, width: int) -> torch.Tensor:
+    if form == 'frames':
+        return y.unflatten(0, (batch, -1)).transpose(1, 2)
+    return y.unflatten(3, (-1, width))
+
+
 class ConvAct(nn.Module):
     """act(conv(x) [+ shortcut]): one oneDNN call on CPU in inference (see the module docstring).
 
     `conv` is an nn.Conv2d or nn.Conv3d (zero padding), `act` an activation module: ReLU, SiLU, GELU and
-    Identity become post-ops; any other runs after the call."""
+    Identity become post-ops; any other runs after the call. A 3-D convolution that works per frame or along
+    time alone runs as a 2-D one on a view of a channels-last-3d clip (`_planar_form`)."""
 
     def __init__(self, conv: nn.Module, act: Optional[nn.Module] = None):
         super().__init__()
@@ -190,6 +220,7 @@ class ConvAct(nn.Module):
         self.act = act if act is not None else nn.Identity()
         self._post = _post_op(self.act)
         self._cache = _CastCache()
+        self._planar, self._planar_geometry = _planar_form(conv)
 
     def _plain(self, x: torch.Tensor, shortcut: Optional[torch.Tensor]) -> torch.Tensor:
         y = self.conv(x)
@@ -223,10 +254,26 @@ class ConvAct(nn.Module):
         if use_torch_conv:
             y = conv._conv_forward(x, weight, bias)  # torch's convolution, with the weights cast once
             return self.act(y if shortcut is None else y.add_(shortcut))
-        if fmt != torch.contiguous_format:
-            weight = cache.get_packed(weight, x, conv)  # the op's output is channels-last, as the input
-        name, algorithm = self._post if self._post is not None else (None, '')
         geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        batch, width, form = x.shape[0], x.shape[-1], None
+        if fmt == torch.channels_last_3d and self._planar is not None:
+            form, geometry = self._planar, self._planar_geometry
+            x = _to_planar(x, form)
+            weight = weight[:, :, 0] if form == 'frames' else weight[..., 0]
+            if shortcut is not None:
+                shortcut = _to_planar(shortcut, form)
+            fmt = torch.channels_last
+        if fmt != torch.contiguous_format:
+            weight = cache.get_packed(weight, x, geometry)  # the op's output is channels-last, as the input
+        y = self._call(x, shortcut, weight, bias, geometry, dtype, fmt)
+        return y if form is None else _from_planar(y, form, batch, width)
+
+    @torch.jit.unused
+    def _call(self, x: torch.Tensor, shortcut: Optional[torch.Tensor], weight: torch.Tensor,
+              bias: Optional[torch.Tensor], geometry: tuple, dtype: torch.dtype, fmt: torch.memory_format
+              ) -> torch.Tensor:
+        conv = self.conv
+        name, algorithm = self._post if self._post is not None else (None, '')
         if shortcut is None:
             y = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *geometry, name or 'none', [], algorithm)
         elif dtype != torch.float32 and (fmt == torch.contiguous_format or conv.groups > 1):

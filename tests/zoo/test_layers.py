@@ -129,3 +129,26 @@ def test_linear_fuses_to_cast_once_linear():
     x = torch.randn(2, 8)
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), model(x))
+
+
+@pytest.mark.parametrize('kernel,stride,padding,form', [
+    ((1, 3, 3), (1, 2, 2), (0, 1, 1), 'frames'), ((1, 1, 1), 1, 0, 'frames'), ((3, 1, 1), (2, 1, 1), (1, 0, 0), 'time'),
+    ((3, 3, 3), 1, 1, None)])
+def test_3d_convs_run_planar_on_channels_last_clips(kernel, stride, padding, form, monkeypatch):
+    """Per-frame and time-only 3-D convolutions run as 2-D ones on a view of the clip, with the same numbers
+    and a channels-last-3d output."""
+    monkeypatch.setattr(layers, 'PACKED_MIN_WORK', 0)
+    torch.manual_seed(0)
+    layer = ConvAct(nn.Conv3d(8, 16, kernel, stride, padding).eval(), nn.ReLU())
+    assert layer._planar == form
+    x = torch.randn(2, 8, 6, 10, 12).to(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        ref = layer._plain(x, None)
+        shortcut = torch.randn_like(ref).to(memory_format=torch.channels_last_3d)
+        for s in (None, shortcut):
+            out = layer(x, s)
+            torch.testing.assert_close(out, layer._plain(x, s), atol=1e-5, rtol=1e-5)
+            assert out.is_contiguous(memory_format=torch.channels_last_3d)
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                low = layer(x, s)
+            assert low.dtype == torch.bfloat16 and relative_error(low.float(), layer._plain(x, s)) < 0.02
