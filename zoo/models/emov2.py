@@ -55,8 +55,10 @@ def _pad_to_windows(x: torch.Tensor, window_size: int) -> torch.Tensor:
     return x
 
 
-def _to_windows(t: torch.Tensor, num_heads: int, window_size: int, grid: bool) -> torch.Tensor:
-    """(B, heads * c, Hp, Wp) -> (B * n1 * n2, heads, ws * ws, c) for the grid or the local partition."""
+def _to_windows(t: torch.Tensor, num_heads: int, window_size: int, grid: bool,
+                dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """(B, heads * c, Hp, Wp) -> (B * n1 * n2, heads, ws * ws, c) for the grid or the local partition, cast to
+    `dtype` in the same copy."""
     b, ch, hp, wp = t.shape
     ws = window_size
     n1, n2 = hp // ws, wp // ws
@@ -64,33 +66,43 @@ def _to_windows(t: torch.Tensor, num_heads: int, window_size: int, grid: bool) -
         t = t.reshape(b, num_heads, ch // num_heads, ws, n1, ws, n2).permute(0, 4, 6, 1, 3, 5, 2)
     else:  # window (a, b) takes the ws x ws block at (a * ws, b * ws)
         t = t.reshape(b, num_heads, ch // num_heads, n1, ws, n2, ws).permute(0, 3, 5, 1, 4, 6, 2)
+    if dtype is not None and dtype != t.dtype:
+        t = torch.empty(t.shape, dtype=dtype, device=t.device).copy_(t)
     return t.reshape(b * n1 * n2, num_heads, ws * ws, ch // num_heads)
 
 
 def _from_windows(
         t: torch.Tensor, batch: int, hp: int, wp: int, window_size: int, grid: bool, channels_last: bool,
+        dtype: Optional[torch.dtype] = None,
 ) -> torch.Tensor:
     """Inverse of `_to_windows`: (B * n1 * n2, heads, ws * ws, c) -> (B, heads * c, Hp, Wp), laid out
-    channels-last when the model runs so (no layout switch for the next conv)."""
+    channels-last when the model runs so (no layout switch for the next conv), cast to `dtype` in the same
+    copy."""
     ws = window_size
     n1, n2 = hp // ws, wp // ws
     heads, c = t.shape[1], t.shape[-1]
     t = t.reshape(batch, n1, n2, heads, ws, ws, c)
     if channels_last:  # -> B, Hp, Wp, C in memory
         t = t.permute(0, 4, 1, 5, 2, 3, 6) if grid else t.permute(0, 1, 4, 2, 5, 3, 6)
+    else:
+        t = t.permute(0, 3, 6, 4, 1, 5, 2) if grid else t.permute(0, 3, 6, 1, 4, 2, 5)
+    if dtype is not None and dtype != t.dtype:
+        t = torch.empty(t.shape, dtype=dtype, device=t.device).copy_(t)
+    if channels_last:
         return t.reshape(batch, hp, wp, heads * c).permute(0, 3, 1, 2)
-    t = t.permute(0, 3, 6, 4, 1, 5, 2) if grid else t.permute(0, 3, 6, 1, 4, 2, 5)
     return t.reshape(batch, heads * c, hp, wp)
 
 
 def hybrid_window_attention(
-        qk: torch.Tensor, v: torch.Tensor, num_heads: int, window_size: int, scale: float) -> torch.Tensor:
+        qk: torch.Tensor, v: torch.Tensor, num_heads: int, window_size: int, scale: float,
+        dtype: Optional[torch.dtype] = None, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """Grid-window plus local-window multi-head attention on padded maps, summed (both softmaxes separate).
 
     Explicit matmul / softmax / matmul in the reference order: on CPU this beats the fused kernel here
     (v's head width differs from q's, which sends SDPA to its slow math path). Under CPU autocast it stays in
     fp32: these 49-token batched matmuls run 1.4-3x slower in bf16 on this kind of CPU (oneDNN's bf16 path pays
-    off on large GEMMs only), and the fp32 softmax would convert both ways anyway.
+    off on large GEMMs only), and the fp32 softmax would convert both ways anyway. `dtype` / `out_dtype`: what
+    the windows are cast to as they are gathered / the result as it is scattered back.
     """
     batch, _, hp, wp = qk.shape
     channels_last = qk.is_contiguous(memory_format=torch.channels_last) and not qk.is_contiguous()
@@ -99,11 +111,11 @@ def hybrid_window_attention(
     q, k = qk.chunk(2, dim=1)
     out = torch.empty(0)
     for grid in (True, False):
-        qw = _to_windows(q, num_heads, window_size, grid)
-        kw = _to_windows(k, num_heads, window_size, grid)
-        vw = _to_windows(v, num_heads, window_size, grid)
+        qw = _to_windows(q, num_heads, window_size, grid, dtype)
+        kw = _to_windows(k, num_heads, window_size, grid, dtype)
+        vw = _to_windows(v, num_heads, window_size, grid, dtype)
         attn = (qw @ kw.transpose(-2, -1)).mul_(scale).softmax(dim=-1)
-        part = _from_windows(attn @ vw, batch, hp, wp, window_size, grid, channels_last)
+        part = _from_windows(attn @ vw, batch, hp, wp, window_size, grid, channels_last, out_dtype)
         out = part if grid else out + part
     return out
 
@@ -112,7 +124,7 @@ def hybrid_window_attention(
 def _hybrid_window_attention_fp32(
         qk: torch.Tensor, v: torch.Tensor, num_heads: int, window_size: int, scale: float) -> torch.Tensor:
     with torch.autocast('cpu', enabled=False):
-        return hybrid_window_attention(qk.float(), v.float(), num_heads, window_size, scale)
+        return hybrid_window_attention(qk, v, num_heads, window_size, scale, torch.float32, qk.dtype)
 
 
 # shape-dependent padding and window shapes are leaves for fx
