@@ -64,7 +64,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
-from zoo.layers import conv_with_bn_folded
+from zoo.layers import conv_with_bn_folded, spatial_mean
 from zoo.precision import bf16_matmuls
 
 __all__ = ['SpaRTAN']
@@ -187,6 +187,7 @@ torch.fx.wrap('_is_channels_last')
 torch.fx.wrap('_gelu')
 torch.fx.wrap('_modulated_conv')
 torch.fx.wrap('_pointwise')
+torch.fx.wrap('spatial_mean')  # dtype-dependent (zoo.layers)
 
 
 def _check_input(x: torch.Tensor, in_chans: int, min_size: int = 29) -> torch.Tensor:
@@ -244,7 +245,7 @@ class SqueezeExcite(SEModule):
         super().__init__(channels, rd_channels=rd_channels, **(dd or {}))
 
     def gate_for(self, x: torch.Tensor) -> torch.Tensor:
-        s = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        s = spatial_mean(x).flatten(1)
         s = self.act(F.linear(s, self.fc1.weight.flatten(1), self.fc1.bias))
         return self.gate(F.linear(s, self.fc2.weight.flatten(1), self.fc2.bias))
 
@@ -278,7 +279,7 @@ class SMixer(nn.Module):
         channels_last = _is_channels_last(x)
         # u + gamma * (u - mean(u)) with u = proj_in(x) = u0 + bias, as (1 + gamma) * u0 + (bias - gamma * mean(u0))
         u = _pointwise(x, self.proj_in.weight, None, True)
-        shift = F.adaptive_avg_pool2d(u, 1).mul(-self.gamma)
+        shift = spatial_mean(u).mul(-self.gamma)
         bias = self.proj_in.bias
         if bias is not None:
             shift = shift + bias.reshape(1, -1, 1, 1)

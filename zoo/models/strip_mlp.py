@@ -66,6 +66,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
+from zoo.layers import spatial_mean, spatial_sum
 
 __all__ = ['StripMLP']
 
@@ -85,6 +86,8 @@ def _check_input_size(x: torch.Tensor, img_size: int) -> torch.Tensor:
 
 
 torch.fx.wrap('_check_input_size')  # a leaf for fx: shape checks can't be traced
+torch.fx.wrap('spatial_mean')  # dtype-dependent (zoo.layers)
+torch.fx.wrap('spatial_sum')
 
 
 def _conv_bn_folded(
@@ -216,7 +219,7 @@ class LocalMixing(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xv = self.conv_v(x)
         xh = self.conv_h(x)
-        pooled = xv.mean((2, 3)) + xh.mean((2, 3)) + x.mean((2, 3))
+        pooled = (spatial_mean(xv) + spatial_mean(xh) + spatial_mean(x)).flatten(1)
         # the reweight output is laid out (channel, branch)
         attn = self.reweight(pooled).reshape(x.shape[0], self.dim, 3, 1, 1).softmax(2)
         out = xv * attn[:, :, 0]
@@ -248,7 +251,10 @@ class GlobalResponseNorm(_GlobalResponseNorm):
     one pass over x instead of three (same values to float rounding)."""
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
-        x_g = x.square().sum(self.spatial_dim, keepdim=True).sqrt()
+        if self.spatial_dim == (1, 2):  # B x H x W x C: summed as a channels-last B x C x H x W view (zoo.layers)
+            x_g = spatial_sum(x.square().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).sqrt()
+        else:
+            x_g = x.square().sum(self.spatial_dim, keepdim=True).sqrt()
         x_n = x_g / (x_g.mean(dim=self.channel_dim, keepdim=True) + self.eps)
         return x_n * self.weight.view(self.wb_shape) + 1
 
