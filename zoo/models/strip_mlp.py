@@ -66,7 +66,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
-from zoo.layers import spatial_mean, spatial_sum
+from zoo.layers import LinearAct, spatial_mean, spatial_sum
 
 __all__ = ['StripMLP']
 
@@ -281,6 +281,11 @@ class ChannelMixing(nn.Module):
         self.act = nn.GELU()
         self.grn = GlobalResponseNorm(hidden, eps=1e-6, channels_last=True, **dd)
         self.fc2 = nn.Linear(hidden, dim, **dd)
+
+    def reparameterize(self):
+        """For inference: fc1's GELU inside oneDNN's matmul, its weights cast once (zoo.layers.LinearAct)."""
+        if not isinstance(self.fc1, LinearAct):
+            self.fc1, self.act = LinearAct(self.fc1, self.act), nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
