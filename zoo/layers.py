@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.utils import _triple
 import timm.layers as timm_layers
 from timm.layers import GELUTanh
 
@@ -359,12 +360,35 @@ class Linear(nn.Linear):
         return LinearAct(self)
 
 
+def _max_over_time(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Max pooling of (C, T, H, W) / (B, C, T, H, W) over disjoint windows of k steps in time, in x's dtype and
+    layout."""
+    steps = x.shape[-3] // k
+    out = x[..., 0:k * steps:k, :, :]
+    for i in range(1, k):
+        out = torch.maximum(out, x[..., i:k * steps:k, :, :])
+    return out
+
+
+torch.fx.wrap('_max_over_time')  # shape-dependent slicing: a leaf for fx
+
+
 class MaxPool3d(nn.MaxPool3d):
     """nn.MaxPool3d in its input's dtype under CPU autocast. Autocast lists max_pool3d among its fp32 ops, so a
     bf16 map would be copied to fp32, pooled, and cast back by the next convolution; a max of bf16 values is
-    exact in bf16 (P3D-63's two pools over a 4-clip batch: 82 -> 32 ms)."""
+    exact in bf16 (P3D-63's two pools over a 4-clip batch: 82 -> 32 ms). A pool over time alone in disjoint
+    windows (k x 1 x 1, stride k) is the elementwise maximum of k strided views of the clip, 3-6x faster than
+    torch's max_pool3d here in either layout."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        k, s, p, d = (_triple(v) for v in (self.kernel_size, self.stride, self.padding, self.dilation))
+        time_only = k[1:] == (1, 1) and s == k and p == (0, 0, 0) and d == (1, 1, 1) and not self.ceil_mode
+        self.time_window = k[0] if time_only and not self.return_indices else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time_window > 0:
+            return _max_over_time(x, self.time_window)
         if torch.jit.is_scripting():
             return self._pool(x)
         return self._pool_in_input_dtype(x)

@@ -167,3 +167,16 @@ def test_spatial_mean_and_sum_match_torch_in_both_dtypes(channels_last):
             assert relative_error(ours.float(), ref) < tol
     scripted = torch.jit.script(layers.spatial_mean)
     torch.testing.assert_close(scripted(x), x.mean((2, 3), keepdim=True))
+
+
+@pytest.mark.parametrize('window', [2, 3])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_max_pool_over_time_is_torchs(window, channels_last):
+    pool = layers.MaxPool3d((window, 1, 1), stride=(window, 1, 1))
+    assert pool.time_window == window
+    x = torch.randn(2, 4, 8, 5, 6)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last_3d)
+    ref = nn.MaxPool3d((window, 1, 1), stride=(window, 1, 1))(x)
+    assert torch.equal(pool(x), ref) and torch.equal(torch.jit.script(pool)(x), ref)
+    assert layers.MaxPool3d((2, 3, 3), stride=2, padding=(0, 1, 1)).time_window == 0
