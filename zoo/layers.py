@@ -34,9 +34,9 @@ __all__ = ['fold_bn', 'conv_with_bn_folded', 'merged_conv_bn', 'pointwise_after_
 # call), more than the activation pass it saves on a small map (EMOv2 at batch 1 ran 10 % slower fused).
 FUSE_MIN_WORK = 1 << 17
 # Channels-last calls with a prepacked kernel pay that overhead back sooner, from saving the kernel's reorder as
-# well. The op costs some 60 us however small the call; torch's bf16 and depthwise convolutions cost as much, so
-# those always take it, while a dense fp32 convolution under this many output plus kernel elements runs torch's
-# (a 256 -> 64 1x1 conv on a 7x7 map, 20k: 26 us against 64 us packed).
+# well. The op costs some 30 us however small the call; torch's bf16 and depthwise convolutions cost as much or
+# more, so those always take it, while a dense fp32 convolution under this many output plus kernel elements runs
+# torch's (a 256 -> 64 1x1 conv on a 7x7 map, 20k: 26 us against 64 us packed).
 PACKED_MIN_WORK = 1 << 15
 # Prepacked kernels kept per layer (one per input shape seen last; another shape still runs, oneDNN reordering)
 _PACKED_SHAPES = 4
