@@ -149,6 +149,17 @@ class _CastCache:
         self.packed: Dict[tuple, torch.Tensor] = {}
         self.weight_cl = False
 
+    # derived data: a copy (deepcopy, pickle / torch.save) starts empty and is rebuilt on its first call; packed
+    # oneDNN tensors cannot be copied or pickled anyway
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
+    def __deepcopy__(self, memo):
+        return _CastCache()
+
     def refresh(self, weight: torch.Tensor, bias: Optional[torch.Tensor]):
         version = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in (weight, bias) if t is not None)
         if version != self.version:

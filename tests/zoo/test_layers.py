@@ -180,3 +180,20 @@ def test_max_pool_over_time_is_torchs(window, channels_last):
     ref = nn.MaxPool3d((window, 1, 1), stride=(window, 1, 1))(x)
     assert torch.equal(pool(x), ref) and torch.equal(torch.jit.script(pool)(x), ref)
     assert layers.MaxPool3d((2, 3, 3), stride=2, padding=(0, 1, 1)).time_window == 0
+
+
+def test_layers_copy_and_save_after_running(tmp_path):
+    """The cast / packed weights are a cache: deepcopy and torch.save work after inference and start empty."""
+    import copy
+    layer = ConvAct(nn.Conv2d(8, 16, 3, 1, 1), nn.ReLU()).eval()
+    x = torch.randn(2, 8, 16, 16).to(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        layer(x)
+    assert layer._cache.packed or layer._cache.entries
+    twin = copy.deepcopy(layer)
+    assert not twin._cache.packed and not twin._cache.entries
+    torch.save(layer, tmp_path / 'layer.pt')
+    loaded = torch.load(tmp_path / 'layer.pt', weights_only=False)  # our own file, written above
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), layer._plain(x, None))
+        torch.testing.assert_close(twin(x), layer._plain(x, None))
