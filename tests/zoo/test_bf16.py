@@ -1,7 +1,8 @@
 """bf16 numerics, stated per family: each family's main output under bfloat16 autocast against its fp32 output,
 on the reference fixture's inputs and (official-named, converted) weights, as built and after timm's
-`reparameterize_model` (the inference form: folded norms, oneDNN-fused layers), whose fp32 output must still
-match the official one to the fixture's tolerance.
+`reparameterize_model` (the inference form: folded norms, oneDNN-fused layers), in NCHW and channels-last (where
+those layers run on prepacked kernels), whose fp32 output must still match the official one to the fixture's
+tolerance.
 
 The error is the fixtures' measure, max|bf16 - fp32| / max|fp32|. bf16 keeps 8 bits of mantissa (a relative
 rounding step of 2^-8 = 0.0039 per value), so one matmul is good to about that, and a deep net's error is what
@@ -15,6 +16,7 @@ import torch
 from timm.utils import reparameterize_model
 
 import zoo
+from zoo.bench import to_channels_last
 from zoo.precision import autocast
 from zoo.testing import load_fixture, relative_error
 
@@ -48,9 +50,15 @@ CASES = {
 }
 
 
-def bf16_errors(fixture: str, reparameterized: bool = False):
+def _channels_last(t):
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    return t.contiguous(memory_format=formats[t.dim()]) if torch.is_tensor(t) and t.dim() in formats else t
+
+
+def bf16_errors(fixture: str, reparameterized: bool = False, channels_last: bool = False):
     """(bf16 vs our fp32, our fp32 vs the official fp32 output) of `fixture`'s main output; `reparameterized`:
-    of the model after `timm.utils.reparameterize_model` (folded norms, fused oneDNN layers)."""
+    of the model after `timm.utils.reparameterize_model` (folded norms, fused oneDNN layers); `channels_last`:
+    weights and inputs channels-last (where the fused layers run on prepacked kernels)."""
     name, forward, _ = CASES[fixture]
     fx = load_fixture(fixture)
     model = zoo.create_model(name)
@@ -58,19 +66,24 @@ def bf16_errors(fixture: str, reparameterized: bool = False):
     model.eval()
     if reparameterized:
         model = reparameterize_model(model)
+    inputs = fx['inputs']
+    if channels_last:
+        model = to_channels_last(model)
+        inputs = {k: _channels_last(v) for k, v in inputs.items()}
     with torch.inference_mode():
-        fp32 = forward(model, fx['inputs'])
+        fp32 = forward(model, inputs)
         with autocast('bf16', model):
-            bf16 = forward(model, fx['inputs'])
+            bf16 = forward(model, inputs)
     assert bf16.dtype in (torch.bfloat16, torch.float32)
     expected = next(v for k, v in fx['expected'].items() if k in ('logits', 'D_x'))
     return relative_error(bf16.float(), fp32), relative_error(fp32, expected)
 
 
-@pytest.mark.parametrize('reparameterized', [False, True], ids=['as-built', 'reparameterized'])
+@pytest.mark.parametrize('reparameterized,channels_last', [(False, False), (True, False), (True, True)],
+                         ids=['as-built', 'reparameterized', 'reparameterized-channels-last'])
 @pytest.mark.parametrize('fixture', [pytest.param(f, marks=requires_fixture(f)) for f in CASES])
-def test_bf16_error_within_the_family_bound(fixture, reparameterized):
-    err, fp32_err = bf16_errors(fixture, reparameterized)
+def test_bf16_error_within_the_family_bound(fixture, reparameterized, channels_last):
+    err, fp32_err = bf16_errors(fixture, reparameterized, channels_last)
     bound = CASES[fixture][2]
     assert fp32_err <= 1e-4  # the fp32 path is the fixture's, so the comparison is against the official output
     assert 0 < err <= bound, f'{fixture}: bf16 relative error {err:.4g} (bound {bound})'
