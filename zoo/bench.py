@@ -45,9 +45,9 @@ import torch
 
 from .precision import PRECISIONS, autocast, check_precision
 
-__all__ = ['BenchResult', 'LARGE_PARAMS', 'PRECISIONS', 'matmul_peak', 'representatives', 'example_inputs', 'to_channels_last', 'count_params',
-           'count_macs', 'count_macs_meta', 'bench_model', 'run', 'keep_freed_memory', 'machine', 'format_table', 'write_csv', 'write_json',
-           'plot_pareto']
+__all__ = ['BenchResult', 'LARGE_PARAMS', 'PRECISIONS', 'matmul_peak', 'representatives', 'example_inputs',
+           'to_channels_last', 'count_params', 'count_macs', 'count_macs_meta', 'bench_model', 'run',
+           'keep_freed_memory', 'machine', 'format_table', 'write_csv', 'write_json', 'plot_pareto']
 
 # above this many parameters a model is not timed unless asked (include_large / --include-large)
 LARGE_PARAMS = 150_000_000
@@ -398,9 +398,10 @@ def format_table(results: Iterable[BenchResult]) -> str:
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     where = machine()
     lines = [
-        f"{where['device']}, {where['threads']} threads, torch {where['torch']}, allocator {where['allocator']}. GMACs = multiply-accumulates per sample (the papers' "
-        '"FLOPs"), fvcore, batch 1, default input; latency = median call, samples/s = mean over the timed '
-        'calls, spread = (slowest - fastest) / median; GFLOP/s = 2 x GMACs x samples/s (x3 training), against '
+        f"{where['device']}, {where['threads']} threads, torch {where['torch']}, allocator {where['allocator']}. "
+        'GMACs = multiply-accumulates per sample (the papers\' "FLOPs"), fvcore, batch 1, default input; '
+        'latency = median call, samples/s = mean over the timed calls, spread = (slowest - fastest) / median; '
+        'GFLOP/s = 2 x GMACs x samples/s (x3 training), against '
         "this machine's square-matmul rate in the same precision",
         '  '.join(h.ljust(w) for h, w in zip(header, widths)),
         '  '.join('-' * w for w in widths),

@@ -26,8 +26,8 @@ from timm.layers import GELUTanh
 from zoo.precision import cpu_autocast_dtype
 
 __all__ = ['fold_bn', 'conv_with_bn_folded', 'merged_conv_bn', 'pointwise_after_bn', 'scaled_conv',
-           'fuse_conv_norm_act', 'ConvAct', 'LinearAct', 'Linear', 'MaxPool3d', 'spatial_sum', 'spatial_mean', 'FusedBottleneck',
-           'fuse_mlp']
+           'fuse_conv_norm_act', 'ConvAct', 'LinearAct', 'Linear', 'MaxPool3d', 'spatial_sum', 'spatial_mean',
+           'FusedBottleneck', 'fuse_mlp']
 
 # Outputs smaller than this many elements run torch's own convolution (still with the cast-once weights) and a
 # separate activation: the fused op costs some 30 us more per call here (it builds its oneDNN primitive each
@@ -430,8 +430,8 @@ def spatial_sum(x: torch.Tensor) -> torch.Tensor:
 def _bf16_spatial_sum(x: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
     if _channels_innermost(x):  # B x HW x C in memory
-        ones = x.new_ones(1, h * w)
-        return torch.matmul(ones, x.permute(0, 2, 3, 1).reshape(b, h * w, c)).reshape(b, 1, 1, c).permute(0, 3, 1, 2)
+        rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        return torch.matmul(x.new_ones(1, h * w), rows).reshape(b, 1, 1, c).permute(0, 3, 1, 2)
     return torch.matmul(x.reshape(b, c, h * w), x.new_ones(h * w, 1)).reshape(b, c, 1, 1)
 
 
