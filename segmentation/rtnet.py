@@ -171,8 +171,12 @@ class RoiLayer(nn.Sequential):
         return x
 
 
-def _fuse_bottlenecks(module: nn.Module):
-    """Every timm Bottleneck below `module` replaced by its inference form (zoo.layers.FusedBottleneck)."""
+def _fuse_resnet(module: nn.Module):
+    """A ResNet trunk's inference form: its stem (conv1, bn1, act1) as one ConvAct with the BatchNorm folded,
+    and every timm Bottleneck below it replaced by zoo.layers.FusedBottleneck."""
+    if isinstance(module.conv1, nn.Conv2d):
+        module.conv1 = ConvAct(conv_with_bn_folded(module.conv1, module.bn1), nn.ReLU())
+        module.bn1 = module.act1 = nn.Identity()
     for layer in module.modules():
         if isinstance(layer, nn.Sequential):
             for i, block in enumerate(layer):
@@ -240,10 +244,7 @@ class RTNetEncoder(nn.Module):
     def reparameterize(self):
         """The stem's BatchNorm and ReLU into its convolution; layer 1's plain bottlenecks fused (the
         HybridBlocks reparameterize themselves)."""
-        if isinstance(self.conv1, nn.Conv2d):
-            self.conv1 = ConvAct(conv_with_bn_folded(self.conv1, self.bn1), nn.ReLU())
-            self.bn1 = self.act1 = nn.Identity()
-        _fuse_bottlenecks(self)
+        _fuse_resnet(self)
 
     def forward(self, x: torch.Tensor, rois: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """[c1, c2, c3, c4]; rois are the face boxes in the source image (x1, y1, x2, y2, ...)."""
@@ -270,11 +271,7 @@ class ResNetEncoder(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self):
-        b = self.body
-        if isinstance(b.conv1, nn.Conv2d):
-            b.conv1 = ConvAct(conv_with_bn_folded(b.conv1, b.bn1), nn.ReLU())
-            b.bn1 = b.act1 = nn.Identity()
-        _fuse_bottlenecks(b)
+        _fuse_resnet(self.body)
 
     def forward(self, x: torch.Tensor, rois: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         b = self.body

@@ -55,6 +55,14 @@ def _pad_to_windows(x: torch.Tensor, window_size: int) -> torch.Tensor:
     return x
 
 
+def _gathered_as(t: torch.Tensor, dtype: Optional[torch.dtype]) -> torch.Tensor:
+    """A strided (permuted) view gathered into contiguous memory in `dtype`: the cast rides on the copy the
+    window reshape makes anyway. `t` unchanged when it is already in `dtype` (the reshape then copies)."""
+    if dtype is None or dtype == t.dtype:
+        return t
+    return torch.empty(t.shape, dtype=dtype, device=t.device).copy_(t)
+
+
 def _to_windows(t: torch.Tensor, num_heads: int, window_size: int, grid: bool,
                 dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """(B, heads * c, Hp, Wp) -> (B * n1 * n2, heads, ws * ws, c) for the grid or the local partition, cast to
@@ -66,8 +74,7 @@ def _to_windows(t: torch.Tensor, num_heads: int, window_size: int, grid: bool,
         t = t.reshape(b, num_heads, ch // num_heads, ws, n1, ws, n2).permute(0, 4, 6, 1, 3, 5, 2)
     else:  # window (a, b) takes the ws x ws block at (a * ws, b * ws)
         t = t.reshape(b, num_heads, ch // num_heads, n1, ws, n2, ws).permute(0, 3, 5, 1, 4, 6, 2)
-    if dtype is not None and dtype != t.dtype:
-        t = torch.empty(t.shape, dtype=dtype, device=t.device).copy_(t)
+    t = _gathered_as(t, dtype)
     return t.reshape(b * n1 * n2, num_heads, ws * ws, ch // num_heads)
 
 
@@ -86,8 +93,7 @@ def _from_windows(
         t = t.permute(0, 4, 1, 5, 2, 3, 6) if grid else t.permute(0, 1, 4, 2, 5, 3, 6)
     else:
         t = t.permute(0, 3, 6, 4, 1, 5, 2) if grid else t.permute(0, 3, 6, 1, 4, 2, 5)
-    if dtype is not None and dtype != t.dtype:
-        t = torch.empty(t.shape, dtype=dtype, device=t.device).copy_(t)
+    t = _gathered_as(t, dtype)
     if channels_last:
         return t.reshape(batch, hp, wp, heads * c).permute(0, 3, 1, 2)
     return t.reshape(batch, heads * c, hp, wp)

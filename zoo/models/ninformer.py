@@ -27,9 +27,11 @@ The architecture, as the reference code computes it:
 Differences from the reference code (none change its numbers beyond float rounding, ~1e-7):
   * The token MLP multiplies its weights from the left on the B x N x C tokens instead of transposing
     them twice (einops `Rearrange`) around an `nn.Linear`, and outside training runs two images at a
-    time in fp32 (bf16: the whole batch, its calls being dearer), so its hidden activations (hidden x C per image, 8x the tokens) stay in cache for the GELU and
-    the second product: 2x faster for that MLP at batch 32 on CPU. The gate and its residual are one
-    `addcmul`; Dropout calls are skipped outside training.
+    time in fp32 (bf16: the whole batch, its calls being dearer), so its hidden activations (hidden x C
+    per image, 8x the tokens) stay in cache for the GELU and the second product: 2x faster for that MLP
+    at batch 32 on CPU with glibc's default allocator (with freed memory kept for reuse,
+    `zoo.bench.keep_freed_memory`, the whole batch at once is some 20 % faster). The gate and its residual
+    are one `addcmul`; Dropout calls are skipped outside training.
   * The reference checks the input size only through the shape of its token-mixing weights; here a
     different size is a clear ValueError (`fixed_input_size` in the cfg): seq_len = (img_size / patch)^2
     is fixed when the model is built, so another size needs `img_size=...` and new weights.
