@@ -16,7 +16,7 @@ import torch
 from timm.utils import reparameterize_model
 
 import zoo
-from zoo.bench import to_channels_last
+from zoo.bench import _to_layout, to_channels_last
 from zoo.precision import autocast
 from zoo.testing import load_fixture, relative_error
 
@@ -50,11 +50,6 @@ CASES = {
 }
 
 
-def _channels_last(t):
-    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-    return t.contiguous(memory_format=formats[t.dim()]) if torch.is_tensor(t) and t.dim() in formats else t
-
-
 def bf16_errors(fixture: str, reparameterized: bool = False, channels_last: bool = False):
     """(bf16 vs our fp32, our fp32 vs the official fp32 output) of `fixture`'s main output; `reparameterized`:
     of the model after `timm.utils.reparameterize_model` (folded norms, fused oneDNN layers); `channels_last`:
@@ -69,7 +64,7 @@ def bf16_errors(fixture: str, reparameterized: bool = False, channels_last: bool
     inputs = fx['inputs']
     if channels_last:
         model = to_channels_last(model)
-        inputs = {k: _channels_last(v) for k, v in inputs.items()}
+        inputs = dict(zip(inputs, _to_layout(tuple(inputs.values()), channels_last=True)))
     with torch.inference_mode():
         fp32 = forward(model, inputs)
         with autocast('bf16', model):
