@@ -14,7 +14,7 @@ on a 3x3 map: 1.27 -> 0.46 ms fp32). Anything else (training with gradients, CUD
 tracing, a torch without oneDNN) takes the plain path, with the same numbers up to summation order.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -27,7 +27,7 @@ from zoo.precision import cpu_autocast_dtype
 
 __all__ = ['fold_bn', 'conv_with_bn_folded', 'merged_conv_bn', 'pointwise_after_bn', 'scaled_conv',
            'fuse_conv_norm_act', 'ConvAct', 'LinearAct', 'Linear', 'MaxPool3d', 'spatial_sum', 'spatial_mean',
-           'FusedBottleneck', 'fuse_mlp']
+           'FusedBottleneck', 'fuse_mlp', 'convs_as_conv_act']
 
 # Outputs smaller than this many elements run torch's own convolution (still with the cast-once weights) and a
 # separate activation: the fused op costs some 30 us more per call here (it builds its oneDNN primitive each
@@ -40,6 +40,8 @@ FUSE_MIN_WORK = 1 << 17
 PACKED_MIN_WORK = 1 << 15
 # Prepacked kernels kept per layer (one per input shape seen last; another shape still runs, oneDNN reordering)
 _PACKED_SHAPES = 4
+# Call signatures (input shape, strides, dtype, autocast, shortcut) whose path a layer keeps worked out
+_PLANS = 8
 
 # activation module -> (oneDNN post-op name, its algorithm)
 _POST_OPS = (
@@ -134,11 +136,6 @@ _ONEDNN = torch.backends.mkldnn.is_available()
 _DTYPES = (torch.float32, torch.bfloat16)
 
 
-def _oneDNN_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (_ONEDNN and x.device.type == 'cpu' and x.dtype in _DTYPES
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
-
-
 class _CastCache:
     """The layer's weights in the dtype and memory format of the call, made once per weight version (a load or an
     in-place update makes new ones), and whether the kernel itself is laid out channels-last."""
@@ -147,6 +144,7 @@ class _CastCache:
         self.version: Optional[tuple] = None
         self.entries: Dict[tuple, tuple] = {}
         self.packed: Dict[tuple, torch.Tensor] = {}
+        self.plans: Dict[tuple, object] = {}
         self.weight_cl = False
 
     # derived data: a copy (deepcopy, pickle / torch.save) starts empty and is rebuilt on its first call; packed
@@ -161,10 +159,19 @@ class _CastCache:
         return _CastCache()
 
     def refresh(self, weight: torch.Tensor, bias: Optional[torch.Tensor]):
-        version = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in (weight, bias) if t is not None)
+        version = (weight.data_ptr(), 0 if weight.is_inference() else weight._version)
+        if bias is not None:
+            version += (bias.data_ptr(), 0 if bias.is_inference() else bias._version)
         if version != self.version:
-            self.version, self.entries, self.packed = version, {}, {}
+            self.version, self.entries, self.packed, self.plans = version, {}, {}, {}
             self.weight_cl = _is_channels_last(weight)
+
+    def add_plan(self, key: tuple, plan):
+        """Keeps `plan` for calls with signature `key` (at most `_PLANS` signatures; the oldest goes)."""
+        if len(self.plans) >= _PLANS:
+            self.plans.pop(next(iter(self.plans)))
+        self.plans[key] = plan
+        return plan
 
     def get(self, weight: torch.Tensor, bias: Optional[torch.Tensor], dtype: torch.dtype, fmt: torch.memory_format):
         hit = self.entries.get((dtype, fmt))
@@ -249,14 +256,31 @@ class ConvAct(nn.Module):
     @torch.jit.unused
     def _fused(self, x: torch.Tensor, shortcut: Optional[torch.Tensor]) -> torch.Tensor:
         conv = self.conv
-        if isinstance(x, torch.fx.Proxy) or x.dim() != conv.weight.dim() or not _oneDNN_usable(x, conv.weight):
+        if (isinstance(x, torch.fx.Proxy) or not _ONEDNN or not x.is_cpu
+                or (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))):
             return self._plain(x, shortcut)
         cache = self._cache
         cache.refresh(conv.weight, conv.bias)
+        key = (x.shape, x.stride(), x.dtype, _cpu_autocast_dtype(),
+               None if shortcut is None else (shortcut.dtype, shortcut.stride()))
+        plan = cache.plans.get(key)
+        if plan is None:
+            plan = cache.add_plan(key, self._plan(x, shortcut))
+        return self._run(plan, x, shortcut)
+
+    @torch.jit.unused
+    def _plan(self, x: torch.Tensor, shortcut: Optional[torch.Tensor]) -> Optional['_ConvPlan']:
+        """How calls with `x`'s shape, strides and dtype (and such a shortcut) run, worked out once per call
+        signature: the layout, dtype and path choices and the kernel's cast / packed form cost more than the
+        call itself at batch 1 (some 20 us of Python a call). None: the plain module."""
+        conv = self.conv
+        if x.dim() != conv.weight.dim() or x.dtype not in _DTYPES:
+            return None
+        cache = self._cache
         dtype = cpu_autocast_dtype(x) or conv.weight.dtype
         fmt = _memory_format(x, cache.weight_cl)
         weight, bias = cache.get(conv.weight, conv.bias, dtype, fmt)
-        x = x.to(dtype)
+        cast = dtype if x.dtype != dtype else None
         outputs = x.numel() // x.shape[1] * conv.out_channels // math.prod(conv.stride)
         if fmt == torch.contiguous_format:
             nothing_to_fuse = shortcut is None and self._post is not None and self._post[0] is None
@@ -265,42 +289,86 @@ class ConvAct(nn.Module):
             use_torch_conv = (dtype == torch.float32 and conv.groups == 1
                               and outputs + weight.numel() < PACKED_MIN_WORK)
         if use_torch_conv:
-            y = conv._conv_forward(x, weight, bias)  # torch's convolution, with the weights cast once
-            return self.act(y if shortcut is None else y.add_(shortcut))
+            return _ConvPlan(cast, True, weight, bias)
         geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-        batch, width, form = x.shape[0], x.shape[-1], None
+        form, planar = None, x
         if fmt == torch.channels_last_3d and self._planar is not None:
             form, geometry = self._planar, self._planar_geometry
-            x = _to_planar(x, form)
+            planar = _to_planar(x, form)
             weight = weight[:, :, 0] if form == 'frames' else weight[..., 0]
-            if shortcut is not None:
-                shortcut = _to_planar(shortcut, form)
             fmt = torch.channels_last
         if fmt != torch.contiguous_format:
-            weight = cache.get_packed(weight, x, geometry)  # the op's output is channels-last, as the input
-        y = self._call(x, shortcut, weight, bias, geometry, dtype, fmt)
-        return y if form is None else _from_planar(y, form, batch, width)
+            weight = cache.get_packed(weight, planar, geometry)  # the op's output is channels-last, as the input
+        name, algorithm = self._post if self._post is not None else (None, '')
+        shortcut_ready = False
+        if shortcut is None:
+            kind = 'unary'
+        elif dtype != torch.float32 and (fmt == torch.contiguous_format or conv.groups > 1):
+            kind = 'sum_after'  # oneDNN leaves these bf16 cases to torch's add_relu, which has no bf16 kernel
+        else:
+            # oneDNN's sum-then-activation fusion here takes ReLU only
+            kind = 'binary' if name in (None, 'relu') else 'binary_then_act'
+            if form is not None:
+                shortcut = _to_planar(shortcut, form)
+            shortcut_ready = shortcut.dtype == dtype and shortcut.is_contiguous(memory_format=fmt)
+        return _ConvPlan(cast, False, weight, bias, geometry, form, x.shape[0], x.shape[-1], kind, name, algorithm,
+                         dtype, fmt, shortcut_ready)
 
     @torch.jit.unused
-    def _call(self, x: torch.Tensor, shortcut: Optional[torch.Tensor], weight: torch.Tensor,
-              bias: Optional[torch.Tensor], geometry: tuple, dtype: torch.dtype, fmt: torch.memory_format
-              ) -> torch.Tensor:
-        conv = self.conv
-        name, algorithm = self._post if self._post is not None else (None, '')
-        if shortcut is None:
-            y = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *geometry, name or 'none', [], algorithm)
-        elif dtype != torch.float32 and (fmt == torch.contiguous_format or conv.groups > 1):
-            # oneDNN leaves these bf16 cases to torch's add_relu, which has no bf16 kernel: sum after the call
-            y = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *geometry, 'none', [], '')
-            return self.act(y.add_(shortcut.to(dtype)))
+    def _run(self, plan: Optional['_ConvPlan'], x: torch.Tensor, shortcut: Optional[torch.Tensor]) -> torch.Tensor:
+        if plan is None:
+            return self._plain(x, shortcut)
+        if plan.cast is not None:
+            x = x.to(plan.cast)
+        if plan.torch_conv:  # torch's convolution, with the weights cast once
+            y = self.conv._conv_forward(x, plan.weight, plan.bias)
+            return self.act(y if shortcut is None else y.add_(shortcut))
+        form, weight, bias, geometry = plan.form, plan.weight, plan.bias, plan.geometry
+        if form is not None:
+            x = _to_planar(x, form)
+            if shortcut is not None:
+                shortcut = _to_planar(shortcut, form)
+        op = torch.ops.mkldnn._convolution_pointwise
+        kind, name = plan.kind, plan.name
+        if kind == 'unary':
+            y = op(x, weight, bias, *geometry, name or 'none', [], plan.algorithm)
+        elif kind == 'sum_after':
+            y = self.act(op(x, weight, bias, *geometry, 'none', [], '').add_(shortcut.to(plan.dtype)))
         else:
-            shortcut = shortcut.to(dtype=dtype, memory_format=fmt)
-            if name not in (None, 'relu'):  # oneDNN's sum-then-activation fusion here takes ReLU only
-                return self.act(torch.ops.mkldnn._convolution_pointwise.binary(
-                    x, shortcut, weight, bias, *geometry, 'add', None, None, [], ''))
-            y = torch.ops.mkldnn._convolution_pointwise.binary(
-                x, shortcut, weight, bias, *geometry, 'add', None, name, [], '')
-        return y if self._post is not None else self.act(y)
+            if not plan.shortcut_ready:
+                shortcut = shortcut.to(dtype=plan.dtype, memory_format=plan.fmt)
+            if kind == 'binary':
+                y = op.binary(x, shortcut, weight, bias, *geometry, 'add', None, name, [], '')
+            else:
+                y = self.act(op.binary(x, shortcut, weight, bias, *geometry, 'add', None, None, [], ''))
+        if kind in ('unary', 'binary') and self._post is None:
+            y = self.act(y)
+        return y if form is None else _from_planar(y, form, plan.batch, plan.width)
+
+
+class _ConvPlan(NamedTuple):
+    """A ConvAct call signature's path (`ConvAct._plan`): the input's cast, torch's convolution or oneDNN's
+    fused op, the kernel (cast, packed) and bias, and for oneDNN the geometry, the 3-D planar form, and how a
+    shortcut joins (unary: none; binary: oneDNN's sum post-op, then its activation, or `act` after the call
+    (binary_then_act); sum_after: summed after the call)."""
+    cast: Optional[torch.dtype]
+    torch_conv: bool
+    weight: torch.Tensor
+    bias: Optional[torch.Tensor]
+    geometry: tuple = ()
+    form: Optional[str] = None
+    batch: int = 0
+    width: int = 0
+    kind: str = 'unary'
+    name: Optional[str] = None
+    algorithm: str = ''
+    dtype: torch.dtype = torch.float32
+    fmt: torch.memory_format = torch.contiguous_format
+    shortcut_ready: bool = False  # already in the call's dtype and layout
+
+
+def _cpu_autocast_dtype() -> Optional[torch.dtype]:
+    return torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu') else None
 
 
 def _channels_innermost(t: torch.Tensor) -> bool:
@@ -350,16 +418,37 @@ class LinearAct(nn.Module):
     @torch.jit.unused
     def _fused(self, x: torch.Tensor) -> torch.Tensor:
         lin = self.linear
-        if isinstance(x, torch.fx.Proxy) or not _oneDNN_usable(x, lin.weight):
+        if (isinstance(x, torch.fx.Proxy) or not _ONEDNN or not x.is_cpu
+                or (torch.is_grad_enabled() and (x.requires_grad or lin.weight.requires_grad))):
             return self.act(lin(x))
-        self._cache.refresh(lin.weight, lin.bias)
+        cache = self._cache
+        cache.refresh(lin.weight, lin.bias)
+        key = (x.shape, x.dtype, _cpu_autocast_dtype())
+        plan = cache.plans.get(key)
+        if plan is None:  # as ConvAct: worked out once per call signature
+            plan = cache.add_plan(key, self._plan(x))
+        if plan is None:
+            return self.act(lin(x))
+        cast, weight, bias, fused = plan
+        if cast is not None:
+            x = x.to(cast)
+        if not fused:
+            return self.act(F.linear(x, weight, bias))
+        name, algorithm = self._post
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, name, [], algorithm)
+
+    @torch.jit.unused
+    def _plan(self, x: torch.Tensor) -> Optional[tuple]:
+        """(input cast, weight, bias, whether the activation goes into oneDNN's call), or None: the plain module."""
+        lin = self.linear
+        if x.dtype not in _DTYPES:
+            return None
         dtype = cpu_autocast_dtype(x) or lin.weight.dtype
         weight, bias = self._cache.get(lin.weight, lin.bias, dtype, torch.contiguous_format)
-        x = x.to(dtype)
-        if self._post is None or self._post[0] is None or x.numel() // x.shape[-1] * lin.out_features < FUSE_MIN_WORK:
-            return self.act(F.linear(x, weight, bias))  # as ConvAct: small outputs skip the fused op's overhead
-        name, algorithm = self._post
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, name or 'none', [], algorithm)
+        # as ConvAct: small outputs skip the fused op's overhead
+        fused = (self._post is not None and self._post[0] is not None
+                 and x.numel() // x.shape[-1] * lin.out_features >= FUSE_MIN_WORK)
+        return (dtype if x.dtype != dtype else None), weight, bias, fused
 
 
 class Linear(nn.Linear):
@@ -472,3 +561,12 @@ def fuse_mlp(mlp: nn.Module) -> nn.Module:
         mlp.fc1, mlp.act = LinearAct(mlp.fc1, mlp.act), nn.Identity()
         mlp.fc2 = LinearAct(mlp.fc2)
     return mlp
+
+
+def convs_as_conv_act(module: nn.Module, *names: str):
+    """Makes `module`'s named plain convolutions ConvActs in place (no activation): their weights cast once and,
+    channels-last, prepacked per input shape. Names already converted are left as they are."""
+    for name in names:
+        conv = getattr(module, name)
+        if isinstance(conv, (nn.Conv2d, nn.Conv3d)):
+            setattr(module, name, ConvAct(conv))

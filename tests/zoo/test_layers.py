@@ -110,6 +110,36 @@ def test_packed_kernels_follow_input_shapes_and_weight_updates(monkeypatch):
         torch.testing.assert_close(layer(x), layer._plain(x, None), atol=1e-5, rtol=1e-5)
 
 
+def test_call_plans_follow_each_call_signature(monkeypatch):
+    """A layer works out its path once per call signature (input shape, strides, dtype, autocast, shortcut):
+    calls that alternate between signatures each still get their own path's numbers and dtype, a weight update
+    drops the plans, and at most _PLANS are kept."""
+    monkeypatch.setattr(layers, 'PACKED_MIN_WORK', 0)
+    torch.manual_seed(0)
+    layer = ConvAct(nn.Conv2d(8, 16, 3, 1, 1), nn.ReLU()).eval()
+    x = torch.randn(2, 8, 9, 9)
+    cl = x.to(memory_format=torch.channels_last)
+    shortcut = torch.randn(2, 16, 9, 9)
+    calls = [(x, None), (cl, None), (cl, shortcut), (cl, shortcut.to(memory_format=torch.channels_last)),
+             (x, shortcut), (cl[:1], None)]
+    with torch.inference_mode():
+        for _ in range(2):
+            for inp, s in calls:
+                torch.testing.assert_close(layer(inp, s), layer._plain(inp, s), atol=1e-5, rtol=1e-5)
+                with torch.autocast('cpu', dtype=torch.bfloat16):
+                    low = layer(inp, s)
+                assert low.dtype == torch.bfloat16 and relative_error(low.float(), layer._plain(inp, s)) < 0.02
+        assert len(layer._cache.plans) == layers._PLANS
+    with torch.no_grad():
+        layer.conv.weight.mul_(-1)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(cl), layer._plain(cl, None), atol=1e-5, rtol=1e-5)
+        assert len(layer._cache.plans) == 1
+    out = layer(x.requires_grad_())  # a training call takes the plain module, gradients and all
+    out.sum().backward()
+    assert x.grad is not None and layer.conv.weight.grad is not None
+
+
 def test_max_pool_3d_keeps_bf16_under_autocast():
     """Autocast would pool in fp32 (a copy each way); the max of bf16 values is exact in bf16."""
     pool = layers.MaxPool3d((2, 3, 3), stride=2, padding=(0, 1, 1))
