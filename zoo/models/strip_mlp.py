@@ -66,7 +66,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
-from zoo.layers import LinearAct, spatial_mean, spatial_sum
+from zoo.layers import LinearAct, convs_as_conv_act, fuse_conv_norm_act, spatial_mean, spatial_sum
 
 __all__ = ['StripMLP']
 
@@ -114,7 +114,10 @@ torch.fx.wrap('_conv_bn_folded')
 
 class ConvBnAct(ConvNormAct):
     """1x1 conv -> BatchNorm -> GELU. In eval mode the BatchNorm is folded into the conv on the fly (C x C
-    work instead of a pass over the activations)."""
+    work instead of a pass over the activations); `fuse()` folds it once and hands the GELU to oneDNN."""
+
+    def fuse(self) -> nn.Module:
+        return fuse_conv_norm_act(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bn = self.bn
@@ -186,6 +189,9 @@ class StripMixing(nn.Module):
         self.mix_h = StripLinear(self.groups, size, **dd)
         self.fuse_cols = nn.Conv2d(2 * dim, dim, 1, bias=False, **dd)
 
+    def reparameterize(self):
+        convs_as_conv_act(self, 'fuse_cols')
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         p, g, s = self.splits, self.groups, self.size
@@ -216,6 +222,9 @@ class LocalMixing(nn.Module):
         self.conv_h = nn.Conv2d(dim, dim, (3, 7), padding=(1, 3), groups=dim, bias=False, **dd)
         self.reweight = Mlp(dim, dim // 2, dim * 3, act_layer=nn.GELU, **dd)
 
+    def reparameterize(self):
+        convs_as_conv_act(self, 'conv_v', 'conv_h')
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xv = self.conv_v(x)
         xh = self.conv_h(x)
@@ -238,6 +247,9 @@ class TokenMixing(nn.Module):
         self.strip = StripMixing(self.half, size, strip_splits(dim), **dd)
         self.local = LocalMixing(dim - self.half, **dd)
         self.proj_out = nn.Conv2d(dim, dim, 1, bias=False, **dd)
+
+    def reparameterize(self):
+        convs_as_conv_act(self, 'conv_dw', 'proj_out')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj_in(self.conv_dw(self.norm(x)))
@@ -286,6 +298,7 @@ class ChannelMixing(nn.Module):
         """For inference: fc1's GELU inside oneDNN's matmul, its weights cast once (zoo.layers.LinearAct)."""
         if not isinstance(self.fc1, LinearAct):
             self.fc1, self.act = LinearAct(self.fc1, self.act), nn.Identity()
+        convs_as_conv_act(self, 'conv_dw')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
