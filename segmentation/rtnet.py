@@ -152,7 +152,9 @@ class HybridBlock(nn.Module):
             b = self.conv_cart(grid_sample(pad_polar_map(b), self._grid(grids, 'to_cart', rois, size, b)))
             out_size = tuple(b.shape[-2:])  # the official code scales the rois by h1 / h2 (no-op with kar)
             b = grid_sample(b, self._grid(grids, 'to_polar', rois / (size[0] / out_size[0]), out_size, b))
-            b = self.act(b)
+            # grid_sample returns NCHW whatever its input; concatenated with a channels-last `a`, the result would
+            # be NCHW too, a's half transposed on the way (15 ms at 2 x 128 x 65 x 65) and conv3 copying it back
+            b = self.act(b.contiguous(memory_format=_layout_of(a)))
         else:
             b = self.conv_cart(b)
         if self.fused:
@@ -182,6 +184,11 @@ def _fuse_resnet(module: nn.Module):
             for i, block in enumerate(layer):
                 if isinstance(block, Bottleneck):
                     layer[i] = FusedBottleneck(block)
+
+
+def _layout_of(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
 
 
 def _default_rois(x: torch.Tensor, rois: Optional[torch.Tensor]) -> torch.Tensor:

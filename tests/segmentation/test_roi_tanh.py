@@ -264,3 +264,16 @@ def test_conversions_and_shapes_are_checked():
         rt.roi_tanh_polar_warp(torch.rand(1, 3, 16, 16), torch.tensor([1., 1., 5., 5.]), 8, 8)
     # a box partly outside the image is a face at the border: allowed
     assert rt.roi_tanh_polar_warp(torch.rand(1, 3, 16, 16), torch.tensor([[-4., -4., 6., 6.]]), 8, 8).isfinite().all()
+
+
+def test_polar_padding_keeps_a_channels_last_layout():
+    """A channels-last map (or a channel slice of one, as RTNet's Cartesian half) is padded channels-last: the
+    same values as the NCHW padding, without transposing the map."""
+    maps = torch.randn(2, 6, 7, 5)
+    ref = rt.pad_polar_map(maps)
+    assert ref.is_contiguous() and ref.shape == (2, 6, 9, 6)
+    cl = maps.contiguous(memory_format=torch.channels_last)
+    for src, expected in ((cl, ref), (cl[:, 2:], ref[:, 2:])):
+        out = rt.pad_polar_map(src)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(out, expected)
