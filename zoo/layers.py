@@ -242,6 +242,15 @@ class ConvAct(nn.Module):
         self._cache = _CastCache()
         self._planar, self._planar_geometry = _planar_form(conv)
 
+    # as nn.Conv2d's, for code that reads them off the layer it wraps (timm's ConvNormAct properties)
+    @property
+    def in_channels(self) -> int:
+        return self.conv.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.conv.out_channels
+
     def _plain(self, x: torch.Tensor, shortcut: Optional[torch.Tensor]) -> torch.Tensor:
         y = self.conv(x)
         if shortcut is not None:
