@@ -44,7 +44,9 @@ Differences from the official code (none change its outputs beyond float roundin
     GELU on channels_last data runs on its contiguous NHWC view (PyTorch's CPU kernel is ~1.7x slower on the
     channels_last-strided NCHW view). fvcore still counts the official 1.0685 GMACs.
   * `timm.utils.reparameterize_model` folds the BatchNorms into their convs, the layer scales into the output
-    projections and, in stages 3-4, the complex weight into the CMixer conv.
+    projections and, in stages 3-4, the complex weight into the CMixer conv; the convolutions then run as
+    `zoo.layers.ConvAct` (weights cast once under autocast). Under bf16 autocast, maps that two GEMMs or
+    convolutions read are cast once, not once by each.
   * Any input with at least 29 pixels per side works; features are at strides 4/8/16/32.
 
 Variants: only SpaRTAN-T (`spartan_tiny`, 3.82M params, 1.07 GMACs at 256) is defined by published facts.

@@ -37,7 +37,9 @@ Differences from the reference code (none change its numbers beyond float roundi
   * GRN is computed in one pass over its input (x * (1 + gamma * Nx) + beta); where the token grid is
     larger than the width (stages 1-2), its per-sample scale and its shift are folded into the weights
     of the Linear after it instead. In eval mode the BatchNorms that follow a 1x1 conv are folded into
-    it on the fly. The reweighting MLP runs as Linear layers on the pooled vector, and the three pooled
+    it on the fly; `timm.utils.reparameterize_model` folds them once, hands those GELUs and ChannelMixing's
+    fc1 GELU to oneDNN, and runs the depthwise and plain 1x1 convolutions through `zoo.layers.ConvAct`. The
+    reweighting MLP runs as Linear layers on the pooled vector, and the three pooled
     means are summed instead of pooling their sum. LayerNorm, DropPath and the norm-act layers are timm's.
     On CPU this is about 1.2-1.3x the reference's speed (one thread, batch 1 and 32, see
     `benchmarks/strip_mlp_vs_official.py`).
