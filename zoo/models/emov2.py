@@ -120,7 +120,10 @@ def hybrid_window_attention(
         qw = _to_windows(q, num_heads, window_size, grid, dtype)
         kw = _to_windows(k, num_heads, window_size, grid, dtype)
         vw = _to_windows(v, num_heads, window_size, grid, dtype)
-        attn = (qw @ kw.transpose(-2, -1)).mul_(scale).softmax(dim=-1)
+        attn = qw @ kw.transpose(-2, -1)
+        if scale != 1.0:
+            attn = attn.mul_(scale)
+        attn = attn.softmax(dim=-1)
         part = _from_windows(attn @ vw, batch, hp, wp, window_size, grid, channels_last, out_dtype)
         out = part if grid else out + part
     return out
@@ -173,8 +176,14 @@ class HybridWindowAttention(nn.Module):
         self.act = _act(act_layer)
 
     def reparameterize(self):
-        """The q/k and v convolutions (with v's activation) as oneDNN calls with their weights cast once."""
+        """The q/k and v convolutions (with v's activation) as oneDNN calls with their weights cast once, and the
+        attention scale folded into q's weights (q k^T * s = (s q) k^T: no pass over the attention maps)."""
         if not isinstance(self.qk, ConvAct):
+            with torch.no_grad():
+                q_chs = self.qk.out_channels // 2
+                self.qk.weight[:q_chs].mul_(self.scale)
+                self.qk.bias[:q_chs].mul_(self.scale)
+            self.scale = 1.0
             self.qk, self.v, self.act = ConvAct(self.qk), ConvAct(self.v, self.act), nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
