@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.errors import InputError
+from zoo.layers import channels_innermost
 
 __all__ = [
     'check_rois', 'make_square_rois',
@@ -215,7 +216,7 @@ def _pad_polar(maps: torch.Tensor, scratch: bool = False) -> torch.Tensor:
     shape = maps.shape[:-2] + (h + 2, w + 1)
     # one copy of the maps instead of two, in their layout: copying a channels-last map (or a channel slice of
     # one) into an NCHW buffer transposes it, ~10x slower than a copy that keeps the layout (128 x 65 x 65)
-    if maps.dim() == 4 and maps.shape[1] > 1 and maps.stride(1) == 1:
+    if maps.dim() == 4 and channels_innermost(maps):
         out = torch.empty(shape, dtype=maps.dtype, device=maps.device, memory_format=torch.channels_last)
     else:
         out = _scratch('padded', shape, maps.dtype, maps.device) if scratch else maps.new_empty(shape)

@@ -44,7 +44,7 @@ from timm.models.resnet import Bottleneck, ResNet
 
 from segmentation.roi_tanh import cartesian_to_polar_grid, grid_sample, pad_polar_map, polar_to_cartesian_grid
 from zoo.hub import build_model, unwrap_state_dict
-from zoo.layers import ConvAct, FusedBottleneck, conv_with_bn_folded, merged_conv_bn
+from zoo.layers import ConvAct, FusedBottleneck, channels_innermost, conv_with_bn_folded, merged_conv_bn
 from zoo.models import register_project_model
 
 __all__ = ['RTNet', 'RTNetEncoder', 'HybridBlock', 'ResNetEncoder', 'FCNHead', 'DeepLabV3PlusHead',
@@ -154,7 +154,8 @@ class HybridBlock(nn.Module):
             b = grid_sample(b, self._grid(grids, 'to_polar', rois / (size[0] / out_size[0]), out_size, b))
             # grid_sample returns NCHW whatever its input; concatenated with a channels-last `a`, the result would
             # be NCHW too, a's half transposed on the way (15 ms at 2 x 128 x 65 x 65) and conv3 copying it back
-            b = self.act(b.contiguous(memory_format=_layout_of(a)))
+            b = self.act(b.contiguous(memory_format=torch.channels_last if channels_innermost(a) else
+                                      torch.contiguous_format))
         else:
             b = self.conv_cart(b)
         if self.fused:
@@ -184,11 +185,6 @@ def _fuse_resnet(module: nn.Module):
             for i, block in enumerate(layer):
                 if isinstance(block, Bottleneck):
                     layer[i] = FusedBottleneck(block)
-
-
-def _layout_of(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-        and not x.is_contiguous() else torch.contiguous_format
 
 
 def _default_rois(x: torch.Tensor, rois: Optional[torch.Tensor]) -> torch.Tensor:

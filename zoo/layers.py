@@ -27,7 +27,7 @@ from zoo.precision import cpu_autocast_dtype
 
 __all__ = ['fold_bn', 'conv_with_bn_folded', 'merged_conv_bn', 'pointwise_after_bn', 'scaled_conv',
            'fuse_conv_norm_act', 'ConvAct', 'LinearAct', 'Linear', 'MaxPool3d', 'spatial_sum', 'spatial_mean',
-           'FusedBottleneck', 'fuse_mlp', 'convs_as_conv_act']
+           'FusedBottleneck', 'fuse_mlp', 'convs_as_conv_act', 'channels_innermost']
 
 # Outputs smaller than this many elements run torch's own convolution (still with the cast-once weights) and a
 # separate activation: the fused op costs some 30 us more per call here (it builds its oneDNN primitive each
@@ -136,6 +136,25 @@ _ONEDNN = torch.backends.mkldnn.is_available()
 _DTYPES = (torch.float32, torch.bfloat16)
 
 
+def _fused_path_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a call may take oneDNN's fused ops: a CPU tensor, not an fx trace, no gradients to record (the
+    dtype is checked once per call signature, in the layers' plans)."""
+    return (_ONEDNN and not isinstance(x, torch.fx.Proxy) and x.is_cpu
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+
+
+def _put_bounded(entries: Dict[tuple, object], key: tuple, value, limit: int):
+    """entries[key] = value, dropping the oldest entry first when `limit` are held."""
+    if len(entries) >= limit:
+        entries.pop(next(iter(entries)))
+    entries[key] = value
+    return value
+
+
+# a plan may be None (the plain module), so a missing one is told apart by this
+_NO_PLAN = object()
+
+
 class _CastCache:
     """The layer's weights in the dtype and memory format of the call, made once per weight version (a load or an
     in-place update makes new ones), and whether the kernel itself is laid out channels-last."""
@@ -166,11 +185,12 @@ class _CastCache:
             self.version, self.entries, self.packed, self.plans = version, {}, {}, {}
             self.weight_cl = _is_channels_last(weight)
 
-    def add_plan(self, key: tuple, plan):
-        """Keeps `plan` for calls with signature `key` (at most `_PLANS` signatures; the oldest goes)."""
-        if len(self.plans) >= _PLANS:
-            self.plans.pop(next(iter(self.plans)))
-        self.plans[key] = plan
+    def plan(self, key: tuple, make, *args):
+        """The plan kept for calls with signature `key`, made by `make(*args)` the first time (at most `_PLANS`
+        signatures are kept; the oldest goes)."""
+        plan = self.plans.get(key, _NO_PLAN)
+        if plan is _NO_PLAN:
+            plan = _put_bounded(self.plans, key, make(*args), _PLANS)
         return plan
 
     def get(self, weight: torch.Tensor, bias: Optional[torch.Tensor], dtype: torch.dtype, fmt: torch.memory_format):
@@ -189,10 +209,8 @@ class _CastCache:
         if packed is None:
             reorder = (torch._C._nn.mkldnn_reorder_conv2d_weight if weight.dim() == 4
                        else torch._C._nn.mkldnn_reorder_conv3d_weight)
-            packed = reorder(weight.contiguous().to_mkldnn(), *geometry, list(x.shape))
-            if len(self.packed) >= _PACKED_SHAPES:
-                self.packed.pop(next(iter(self.packed)))
-            self.packed[key] = packed
+            packed = _put_bounded(self.packed, key, reorder(weight.contiguous().to_mkldnn(), *geometry, list(x.shape)),
+                                  _PACKED_SHAPES)
         return packed
 
 
@@ -265,17 +283,13 @@ class ConvAct(nn.Module):
     @torch.jit.unused
     def _fused(self, x: torch.Tensor, shortcut: Optional[torch.Tensor]) -> torch.Tensor:
         conv = self.conv
-        if (isinstance(x, torch.fx.Proxy) or not _ONEDNN or not x.is_cpu
-                or (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))):
+        if not _fused_path_applies(x, conv.weight):
             return self._plain(x, shortcut)
         cache = self._cache
         cache.refresh(conv.weight, conv.bias)
-        key = (x.shape, x.stride(), x.dtype, _cpu_autocast_dtype(),
+        key = (x.shape, x.stride(), x.dtype, cpu_autocast_dtype(x),
                None if shortcut is None else (shortcut.dtype, shortcut.stride()))
-        plan = cache.plans.get(key)
-        if plan is None:
-            plan = cache.add_plan(key, self._plan(x, shortcut))
-        return self._run(plan, x, shortcut)
+        return self._run(cache.plan(key, self._plan, x, shortcut), x, shortcut)
 
     @torch.jit.unused
     def _plan(self, x: torch.Tensor, shortcut: Optional[torch.Tensor]) -> Optional['_ConvPlan']:
@@ -376,11 +390,7 @@ class _ConvPlan(NamedTuple):
     shortcut_ready: bool = False  # already in the call's dtype and layout
 
 
-def _cpu_autocast_dtype() -> Optional[torch.dtype]:
-    return torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu') else None
-
-
-def _channels_innermost(t: torch.Tensor) -> bool:
+def channels_innermost(t: torch.Tensor) -> bool:
     """A map stored channels-last (a channel slice of one included), told by its channel stride alone."""
     return t.shape[1] > 1 and t.stride(1) == 1 and not t.is_contiguous()
 
@@ -390,7 +400,7 @@ def _is_channels_last(t: torch.Tensor) -> bool:
     (a 1x1 kernel counts as contiguous in both layouts, so its strides are compared exactly)."""
     if t.dim() not in (4, 5):
         return False
-    if _channels_innermost(t):
+    if channels_innermost(t):
         return True
     c, spatial = t.shape[1], t.shape[2:]
     strides, step = [1], c
@@ -404,7 +414,7 @@ def _memory_format(x: torch.Tensor, weight_channels_last: bool) -> torch.memory_
     """The layout a call runs in, chosen as torch's own oneDNN convolution chooses it: channels-last when the
     kernel is (`_is_channels_last`, cached per weight version) or the input's channels are innermost (a channel
     slice of a channels-last map included)."""
-    if weight_channels_last or _channels_innermost(x):
+    if weight_channels_last or channels_innermost(x):
         return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
     return torch.contiguous_format
 
@@ -427,15 +437,11 @@ class LinearAct(nn.Module):
     @torch.jit.unused
     def _fused(self, x: torch.Tensor) -> torch.Tensor:
         lin = self.linear
-        if (isinstance(x, torch.fx.Proxy) or not _ONEDNN or not x.is_cpu
-                or (torch.is_grad_enabled() and (x.requires_grad or lin.weight.requires_grad))):
+        if not _fused_path_applies(x, lin.weight):
             return self.act(lin(x))
         cache = self._cache
         cache.refresh(lin.weight, lin.bias)
-        key = (x.shape, x.dtype, _cpu_autocast_dtype())
-        plan = cache.plans.get(key)
-        if plan is None:  # as ConvAct: worked out once per call signature
-            plan = cache.add_plan(key, self._plan(x))
+        plan = cache.plan((x.shape, x.dtype, cpu_autocast_dtype(x)), self._plan, x)  # as ConvAct's
         if plan is None:
             return self.act(lin(x))
         cast, weight, bias, fused = plan
@@ -527,7 +533,7 @@ def spatial_sum(x: torch.Tensor) -> torch.Tensor:
 @torch.jit.unused
 def _bf16_spatial_sum(x: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
-    if _channels_innermost(x):  # B x HW x C in memory
+    if channels_innermost(x):  # B x HW x C in memory
         rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
         return torch.matmul(x.new_ones(1, h * w), rows).reshape(b, 1, 1, c).permute(0, 3, 1, 2)
     return torch.matmul(x.reshape(b, c, h * w), x.new_ones(h * w, 1)).reshape(b, c, 1, 1)

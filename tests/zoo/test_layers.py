@@ -140,6 +140,20 @@ def test_call_plans_follow_each_call_signature(monkeypatch):
     assert x.grad is not None and layer.conv.weight.grad is not None
 
 
+def test_plain_path_plans_are_kept_too():
+    """A signature oneDNN does not take (float64 here) is worked out once as well: its plan, the plain module,
+    is kept rather than redone on every call."""
+    layer = ConvAct(nn.Conv2d(8, 16, 3, 1, 1).double(), nn.ReLU()).eval()
+    x = torch.randn(2, 8, 9, 9, dtype=torch.float64)
+    calls = []
+    plan = layer._plan
+    layer._plan = lambda *a: calls.append(1) or plan(*a)
+    with torch.inference_mode():
+        for _ in range(3):
+            torch.testing.assert_close(layer(x), layer._plain(x, None))
+    assert len(calls) == 1 and list(layer._cache.plans.values()) == [None]
+
+
 def test_max_pool_3d_keeps_bf16_under_autocast():
     """Autocast would pool in fp32 (a copy each way); the max of bf16 values is exact in bf16."""
     pool = layers.MaxPool3d((2, 3, 3), stride=2, padding=(0, 1, 1))
