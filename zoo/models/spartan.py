@@ -187,13 +187,13 @@ def _pointwise(
     return y.reshape(B, out_chs, H, W)
 
 
-def _addcmul_stored_as(like: torch.Tensor, shift: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """shift + x * factor at the promoted precision, then in `like`'s dtype. Under bf16 autocast x is bf16 and
+def _addcmul_as_x(shift: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """shift + x * factor at the promoted precision, then in x's dtype. Under bf16 autocast x is bf16 and
     shift / factor float32: the float32 result would be cast back by each of the two convolutions that read it;
     this casts it once. (Storing bf16 from the float32 op directly, `out=`, takes torch's mixed-dtype path,
     3x slower than both passes.)"""
     out = torch.addcmul(shift, x, factor)
-    return out if torch.jit.is_scripting() or out.dtype == like.dtype else out.to(like.dtype)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 def _for_matmuls(x: torch.Tensor) -> torch.Tensor:
@@ -205,7 +205,7 @@ def _for_matmuls(x: torch.Tensor) -> torch.Tensor:
 
 
 # dtype- and layout-dependent paths: leaves for fx
-torch.fx.wrap('_addcmul_stored_as')
+torch.fx.wrap('_addcmul_as_x')
 torch.fx.wrap('_for_matmuls')
 torch.fx.wrap('_is_channels_last')
 torch.fx.wrap('_gelu')
@@ -312,7 +312,7 @@ class SMixer(nn.Module):
         bias = self.proj_in.bias
         if bias is not None:
             shift = shift + bias.reshape(1, -1, 1, 1)
-        u = _addcmul_stored_as(u, shift, u, 1. + self.gamma)
+        u = _addcmul_as_x(shift, u, 1. + self.gamma)
         h = self.h_conv(u)
         low = self.l_conv(u)
         gate = torch.cat([self.h_attn.gate_for(h), self.l_attn.gate_for(low)], 1)
