@@ -1,4 +1,6 @@
 """zoo.layers: the fused convolution / linear layers give the plain layers' numbers on every path."""
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -241,3 +243,70 @@ def test_layers_copy_and_save_after_running(tmp_path):
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x), layer._plain(x, None))
         torch.testing.assert_close(twin(x), layer._plain(x, None))
+
+
+@pytest.mark.parametrize('size,padding,dilation', [
+    ((13, 13), (1, 1), (1, 1)), ((16, 9), (0, 0), (1, 1)), ((17, 11), (2, 2), (2, 2)), ((21, 19), (4, 1), (4, 1)),
+    ((8, 8), (4, 4), (4, 4)), ((3, 3), (1, 1), (1, 1))])
+@pytest.mark.parametrize('bias', [True, False])
+def test_winograd_conv3x3_matches_the_direct_convolution(size, padding, dilation, bias):
+    """Any map size (tiles cropped at the edge), padding and dilation, each axis on its own; channels-last out."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(12, 20, 3, padding=padding, dilation=dilation, bias=bias)
+    x = torch.randn(2, 12, *size).to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        ref = conv(x)
+        out = layers.winograd_conv3x3(x, layers.winograd_kernel(conv.weight), conv.bias, padding, dilation)
+    assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(out, ref) < 1e-5
+    assert relative_error(layers.winograd_conv3x3(x.contiguous(), layers.winograd_kernel(conv.weight), conv.bias,
+                                                  padding, dilation), ref) < 1e-5  # an NCHW input too
+
+
+def test_wide_3x3_convs_take_the_winograd_path_in_fp32_only(monkeypatch):
+    """Dense 3x3 stride-1 fp32 channels-last convolutions (2-D, or per frame of a clip) at least
+    WINOGRAD_MIN_CHANNELS wide run as Winograd, shortcut and activation after; bf16, NCHW, strided, grouped and
+    narrower ones keep oneDNN's direct kernel."""
+    monkeypatch.setattr(layers, 'WINOGRAD_MIN_CHANNELS', 16)
+    monkeypatch.setattr(layers, 'PACKED_MIN_WORK', 0)
+    torch.manual_seed(0)
+
+    def kinds(layer):
+        return [plan.kind for plan in layer._cache.plans.values()]
+
+    x = torch.randn(2, 16, 11, 11).to(memory_format=torch.channels_last)
+    shortcut = torch.randn(2, 24, 11, 11)
+    with torch.inference_mode():
+        for act in (nn.ReLU(), nn.GELU(), nn.Identity()):
+            layer = ConvAct(nn.Conv2d(16, 24, 3, padding=2, dilation=2).eval(), act)
+            for s in (None, shortcut):
+                out = layer(x, s)
+                assert relative_error(out, layer._plain(x, s)) < 1e-5
+                assert out.is_contiguous(memory_format=torch.channels_last)
+            assert kinds(layer) == ['winograd', 'winograd']
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                layer(x)
+            layer(x.contiguous())
+            assert kinds(layer)[2:] == ['unary', 'unary']
+        clip = torch.randn(1, 16, 3, 9, 10).to(memory_format=torch.channels_last_3d)
+        layer = ConvAct(nn.Conv3d(16, 24, (1, 3, 3), padding=(0, 1, 1)).eval(), nn.ReLU())
+        out = layer(clip)
+        assert kinds(layer) == ['winograd'] and out.is_contiguous(memory_format=torch.channels_last_3d)
+        assert relative_error(out, layer._plain(clip, None)) < 1e-5
+        for conv in (nn.Conv2d(16, 24, 3, stride=2, padding=1), nn.Conv2d(16, 24, 3, padding=1, groups=2),
+                     nn.Conv2d(16, 8, 3, padding=1), nn.Conv2d(16, 24, 5, padding=2)):
+            layer = ConvAct(conv.eval())
+            layer(x)
+            assert kinds(layer) == ['unary']
+    monkeypatch.setattr(layers, 'WINOGRAD_MIN_CHANNELS', math.inf)  # the switch that keeps them all direct
+    layer = ConvAct(nn.Conv2d(16, 24, 3, padding=1).eval())
+    with torch.inference_mode():
+        layer(x)
+    assert kinds(layer) == ['unary']
+
+
+def test_winograd_conv3x3_refuses_inputs_that_need_gradients():
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    with pytest.raises(ValueError, match='inference'):
+        layers.winograd_conv3x3(torch.randn(1, 4, 8, 8, requires_grad=True), layers.winograd_kernel(conv.weight),
+                                conv.bias, (1, 1), (1, 1))
