@@ -48,12 +48,16 @@ PACKED_MIN_WORK = 1 << 15
 _PACKED_SHAPES = 4
 # Call signatures (input shape, strides, dtype, autocast, shortcut) whose path a layer keeps worked out
 _PLANS = 8
-# Dense 3x3 stride-1 fp32 convolutions at least this wide in and out take the Winograd path (`winograd_conv3x3`).
-# Timed here (2 threads, channels-last, against the prepacked oneDNN call): 2048 -> 512 on 65 x 65 1.75x faster,
-# 256 -> 256 (dilation 4) 1.6x, 128 -> 128 (dilation 2) 1.3x, 512 -> 512 on 32 x 7 x 7 1.75x; at 64 channels it
-# is even, and narrower ones are slower (32 -> 64 at batch 32: 5x), their tile transforms outweighing the GEMM.
+# Dense 3x3 stride-1 fp32 convolutions take the Winograd path (`winograd_conv3x3`) when in * out / (in + out), the
+# GEMM's multiply-adds per tile element its transforms read and write, is at least this. Timed here (2 threads,
+# channels-last, against the prepacked oneDNN call): 2048 -> 512 on 65 x 65 1.75x faster, 256 -> 256 (dilation 4)
+# 1.6x, 128 -> 128 (dilation 2) 1.3x, 80 -> 192 at batch 32 1.25x; 64 -> 64 is slower (8.6 against 11.4 ms at
+# batch 32 on 38 x 38), and so are narrower ones, their transforms outweighing the GEMM.
 # Set to math.inf before a layer's first call to keep every convolution direct.
-WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_INTENSITY = 48
+# Bytes of tiles (input and output, Winograd domain) a step of `winograd_conv3x3` takes at most: some images'
+# worth that stays in cache (one image at least)
+WINOGRAD_STEP_BYTES = 4 << 20
 
 # activation module -> (oneDNN post-op name, its algorithm)
 _POST_OPS = (
@@ -164,8 +168,10 @@ def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch
 
     A dilation-d convolution is d x d independent undilated ones on the map's interleaved sub-grids, so the
     6 x 6 input tiles are read at stride d straight off one zero-padded copy of the map (no space-to-batch
-    copies), and the 4 x 4 output tiles written back interleaved. Inference only: the kernel is a detached copy,
-    and no gradients are recorded."""
+    copies), and the 4 x 4 output tiles written back interleaved. The batch runs a few images at a time, so
+    that each step's tiles stay in cache between the transforms and the GEMM (`WINOGRAD_STEP_BYTES`: at batch
+    32, 80 -> 192 channels on 38 x 38, 21 against 35 ms for the whole batch at once). Inference only: the
+    kernel is a detached copy, and no gradients are recorded."""
     if torch.is_grad_enabled() and x.requires_grad:
         raise ValueError('winograd_conv3x3 is for inference: call it under torch.inference_mode() or no_grad(), or '
                          'train the nn.Conv2d itself')
@@ -174,34 +180,42 @@ def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch
     (ph, pw), (dh, dw) = padding, dilation
     h_out, w_out = h + 2 * ph - 2 * dh, w + 2 * pw - 2 * dw
     tiles_h, tiles_w = math.ceil(math.ceil(h_out / dh) / _TILE), math.ceil(math.ceil(w_out / dw) / _TILE)  # per sub-grid
-    padded = x.new_zeros(n, dh * _TILE * tiles_h + 2 * dh, dw * _TILE * tiles_w + 2 * dw, c)
-    padded[:, ph:ph + h, pw:pw + w].copy_(x.permute(0, 2, 3, 1))
+    tiled = (tiles_h, _TILE, dh, tiles_w, _TILE, dw, c_out)  # the output as whole tiles, cropped to h_out x w_out
+    tiles_per_image = tiles_h * dh * tiles_w * dw
+    step = max(1, min(n, WINOGRAD_STEP_BYTES // (36 * tiles_per_image * (c + c_out) * x.element_size())))
+    padded = x.new_zeros(step, dh * _TILE * tiles_h + 2 * dh, dw * _TILE * tiles_w + 2 * dw, c)
     s_n, s_h, s_w, _ = padded.stride()
-    # (tile row i, tile column j, image, tile, sub-grid row, tile, sub-grid column, channel)
-    tiles = padded.as_strided((6, 6, n, tiles_h, dh, tiles_w, dw, c),
-                              (dh * s_h, dw * s_w, s_n, dh * _TILE * s_h, s_h, dw * _TILE * s_w, s_w, 1))
-    count = n * tiles_h * dh * tiles_w * dw
-    v = torch.mm(_WINOGRAD_IN, tiles.reshape(36, count * c)).view(36, count, c)
-    m = torch.bmm(v, kernel)
-    y = torch.mm(_WINOGRAD_OUT, m.view(36, count * c_out))
-    # output row r * 4 * d + u * d + s is tile r's row u on sub-grid s
-    y = y.view(_TILE, _TILE, n, tiles_h, dh, tiles_w, dw, c_out).permute(2, 3, 0, 4, 5, 1, 6, 7)
-    out = x.new_empty(n, tiles_h, _TILE, dh, tiles_w, _TILE, dw, c_out)
-    if bias is None:
-        out.copy_(y)
-    else:
-        torch.add(y, bias.detach(), out=out)
-    out = out.view(n, tiles_h * _TILE * dh, tiles_w * _TILE * dw, c_out)
-    if out.shape[1:3] != (h_out, w_out):
-        out = out[:, :h_out, :w_out].contiguous()
+    out = x.new_empty(n, h_out, w_out, c_out)
+    cropped = (tiles_h * _TILE * dh, tiles_w * _TILE * dw) != (h_out, w_out)
+    whole_tiles = x.new_empty(step, *tiled) if cropped else None
+    source = x.permute(0, 2, 3, 1)
+    for i in range(0, n, step):
+        k = min(step, n - i)
+        padded[:k, ph:ph + h, pw:pw + w].copy_(source[i:i + k])  # the border stays zero from the first step
+        # (tile row a, tile column b, image, tile, sub-grid row, tile, sub-grid column, channel)
+        tiles = padded.as_strided((6, 6, k, tiles_h, dh, tiles_w, dw, c),
+                                  (dh * s_h, dw * s_w, s_n, dh * _TILE * s_h, s_h, dw * _TILE * s_w, s_w, 1))
+        count = k * tiles_per_image
+        v = torch.mm(_WINOGRAD_IN, tiles.reshape(36, count * c)).view(36, count, c)
+        y = torch.mm(_WINOGRAD_OUT, torch.bmm(v, kernel).view(36, count * c_out))
+        # output row r * 4 * d + u * d + s is tile r's row u on sub-grid s
+        y = y.view(_TILE, _TILE, k, tiles_h, dh, tiles_w, dw, c_out).permute(2, 3, 0, 4, 5, 1, 6, 7)
+        dest = whole_tiles[:k] if cropped else out[i:i + k].view(k, *tiled)
+        if bias is None:
+            dest.copy_(y)
+        else:
+            torch.add(y, bias.detach(), out=dest)
+        if cropped:
+            out[i:i + k].copy_(dest.reshape(k, tiles_h * _TILE * dh, tiles_w * _TILE * dw, c_out)[:, :h_out, :w_out])
     return out.permute(0, 3, 1, 2)
 
 
 def _winograd_applies(weight: torch.Tensor, geometry: tuple, dtype: torch.dtype, fmt: torch.memory_format) -> bool:
     _, stride, _, groups = geometry
+    c_out, c_in = weight.shape[:2]
     return (dtype == torch.float32 and fmt == torch.channels_last and weight.dim() == 4
             and tuple(weight.shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and groups == 1
-            and min(weight.shape[:2]) >= WINOGRAD_MIN_CHANNELS)
+            and c_in * c_out / (c_in + c_out) >= WINOGRAD_MIN_INTENSITY)
 
 
 def _post_op(act: nn.Module) -> Optional[Tuple[Optional[str], str]]:

@@ -249,11 +249,14 @@ def test_layers_copy_and_save_after_running(tmp_path):
     ((13, 13), (1, 1), (1, 1)), ((16, 9), (0, 0), (1, 1)), ((17, 11), (2, 2), (2, 2)), ((21, 19), (4, 1), (4, 1)),
     ((8, 8), (4, 4), (4, 4)), ((3, 3), (1, 1), (1, 1))])
 @pytest.mark.parametrize('bias', [True, False])
-def test_winograd_conv3x3_matches_the_direct_convolution(size, padding, dilation, bias):
-    """Any map size (tiles cropped at the edge), padding and dilation, each axis on its own; channels-last out."""
+@pytest.mark.parametrize('step_bytes', [layers.WINOGRAD_STEP_BYTES, 1], ids=['whole-batch', 'image-by-image'])
+def test_winograd_conv3x3_matches_the_direct_convolution(size, padding, dilation, bias, step_bytes, monkeypatch):
+    """Any map size (tiles cropped at the edge), padding and dilation, each axis on its own, the batch at once or
+    in steps; channels-last out."""
+    monkeypatch.setattr(layers, 'WINOGRAD_STEP_BYTES', step_bytes)
     torch.manual_seed(0)
     conv = nn.Conv2d(12, 20, 3, padding=padding, dilation=dilation, bias=bias)
-    x = torch.randn(2, 12, *size).to(memory_format=torch.channels_last)
+    x = torch.randn(3, 12, *size).to(memory_format=torch.channels_last)
     with torch.inference_mode():
         ref = conv(x)
         out = layers.winograd_conv3x3(x, layers.winograd_kernel(conv.weight), conv.bias, padding, dilation)
@@ -265,9 +268,9 @@ def test_winograd_conv3x3_matches_the_direct_convolution(size, padding, dilation
 
 def test_wide_3x3_convs_take_the_winograd_path_in_fp32_only(monkeypatch):
     """Dense 3x3 stride-1 fp32 channels-last convolutions (2-D, or per frame of a clip) at least
-    WINOGRAD_MIN_CHANNELS wide run as Winograd, shortcut and activation after; bf16, NCHW, strided, grouped and
+    wide enough (WINOGRAD_MIN_INTENSITY) run as Winograd, shortcut and activation after; bf16, NCHW, strided, grouped and
     narrower ones keep oneDNN's direct kernel."""
-    monkeypatch.setattr(layers, 'WINOGRAD_MIN_CHANNELS', 16)
+    monkeypatch.setattr(layers, 'WINOGRAD_MIN_INTENSITY', 8)
     monkeypatch.setattr(layers, 'PACKED_MIN_WORK', 0)
     torch.manual_seed(0)
 
@@ -298,7 +301,7 @@ def test_wide_3x3_convs_take_the_winograd_path_in_fp32_only(monkeypatch):
             layer = ConvAct(conv.eval())
             layer(x)
             assert kinds(layer) == ['unary']
-    monkeypatch.setattr(layers, 'WINOGRAD_MIN_CHANNELS', math.inf)  # the switch that keeps them all direct
+    monkeypatch.setattr(layers, 'WINOGRAD_MIN_INTENSITY', math.inf)  # the switch that keeps them all direct
     layer = ConvAct(nn.Conv2d(16, 24, 3, padding=1).eval())
     with torch.inference_mode():
         layer(x)
