@@ -201,16 +201,14 @@ def test_3d_convs_run_planar_on_channels_last_clips(kernel, stride, padding, for
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_spatial_mean_and_sum_match_torch_in_both_dtypes(channels_last):
+def test_spatial_mean_matches_torch_in_both_dtypes(channels_last):
     x = torch.randn(3, 16, 9, 7) + 1
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     for dtype, tol in ((torch.float32, 1e-6), (torch.bfloat16, 8e-3)):
-        t = x.to(dtype)
-        for ours, ref in ((layers.spatial_mean(t), x.mean((2, 3), keepdim=True)),
-                          (layers.spatial_sum(t), x.sum((2, 3), keepdim=True))):
-            assert ours.shape == (3, 16, 1, 1) and ours.dtype == dtype
-            assert relative_error(ours.float(), ref) < tol
+        ours = layers.spatial_mean(x.to(dtype))
+        assert ours.shape == (3, 16, 1, 1) and ours.dtype == dtype
+        assert relative_error(ours.float(), x.mean((2, 3), keepdim=True)) < tol
     scripted = torch.jit.script(layers.spatial_mean)
     torch.testing.assert_close(scripted(x), x.mean((2, 3), keepdim=True))
 

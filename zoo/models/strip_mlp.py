@@ -68,7 +68,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, unwrap_state_dict
-from zoo.layers import LinearAct, convs_as_conv_act, fuse_conv_norm_act, spatial_mean, spatial_sum
+from zoo.layers import LinearAct, convs_as_conv_act, fuse_conv_norm_act, spatial_mean
 
 __all__ = ['StripMLP']
 
@@ -89,7 +89,6 @@ def _check_input_size(x: torch.Tensor, img_size: int) -> torch.Tensor:
 
 torch.fx.wrap('_check_input_size')  # a leaf for fx: shape checks can't be traced
 torch.fx.wrap('spatial_mean')  # dtype-dependent (zoo.layers)
-torch.fx.wrap('spatial_sum')
 
 
 def _conv_bn_folded(
@@ -265,10 +264,7 @@ class GlobalResponseNorm(_GlobalResponseNorm):
     one pass over x instead of three (same values to float rounding)."""
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
-        if self.spatial_dim == (1, 2):  # B x H x W x C: summed as a channels-last B x C x H x W view (zoo.layers)
-            x_g = spatial_sum(x.square().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).sqrt()
-        else:
-            x_g = x.square().sum(self.spatial_dim, keepdim=True).sqrt()
+        x_g = x.square().sum(self.spatial_dim, keepdim=True).sqrt()
         x_n = x_g / (x_g.mean(dim=self.channel_dim, keepdim=True) + self.eps)
         return x_n * self.weight.view(self.wb_shape) + 1
 
