@@ -51,7 +51,8 @@ _PLANS = 8
 # Dense 3x3 stride-1 fp32 convolutions take the Winograd path (`winograd_conv3x3`) when in * out / (in + out), the
 # GEMM's multiply-adds per tile element its transforms read and write, is at least this. Timed here (2 threads,
 # channels-last, against the prepacked oneDNN call): 2048 -> 512 on 65 x 65 1.75x faster, 256 -> 256 (dilation 4)
-# 1.6x, 128 -> 128 (dilation 2) 1.3x, 80 -> 192 at batch 32 1.25x; 64 -> 64 is slower (8.6 against 11.4 ms at
+# 1.4-1.6x, 128 -> 128 (dilation 2) 1.3x, 80 -> 192 at batch 32 1.5x, 96 -> 96 1.1x, 128 -> 128 on 32 x 17 x 17
+# about even (its last tiles are mostly padding; 1.4x on 16 x 16); 64 -> 64 is slower (8.6 against 11.4 ms at
 # batch 32 on 38 x 38), and so are narrower ones, their transforms outweighing the GEMM.
 # Set to math.inf before a layer's first call to keep every convolution direct.
 WINOGRAD_MIN_INTENSITY = 48
