@@ -212,12 +212,15 @@ def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch
     return out.permute(0, 3, 1, 2)
 
 
-def _winograd_applies(weight: torch.Tensor, geometry: tuple, dtype: torch.dtype, fmt: torch.memory_format) -> bool:
-    _, stride, _, groups = geometry
+def _winograd_applies(x: torch.Tensor, weight: torch.Tensor, geometry: tuple, dtype: torch.dtype,
+                      fmt: torch.memory_format) -> bool:
+    padding, stride, dilation, groups = geometry
     c_out, c_in = weight.shape[:2]
     return (dtype == torch.float32 and fmt == torch.channels_last and weight.dim() == 4
             and tuple(weight.shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and groups == 1
-            and c_in * c_out / (c_in + c_out) >= WINOGRAD_MIN_INTENSITY)
+            and c_in * c_out / (c_in + c_out) >= WINOGRAD_MIN_INTENSITY
+            # a map too small for the kernel keeps torch's own error
+            and all(size + 2 * p - 2 * d >= 1 for size, p, d in zip(x.shape[-2:], padding, dilation)))
 
 
 def _post_op(act: nn.Module) -> Optional[Tuple[Optional[str], str]]:
@@ -424,7 +427,7 @@ class ConvAct(nn.Module):
             weight = weight[:, :, 0] if form == 'frames' else weight[..., 0]
             fmt = torch.channels_last
         name, algorithm = self._post if self._post is not None else (None, '')
-        if _winograd_applies(weight, geometry, dtype, fmt):
+        if _winograd_applies(planar, weight, geometry, dtype, fmt):
             return _ConvPlan(cast, False, cache.get_winograd(weight), bias, geometry, form, x.shape[0], x.shape[-1],
                              'winograd', name)
         if fmt != torch.contiguous_format:

@@ -299,6 +299,11 @@ def test_wide_3x3_convs_take_the_winograd_path_in_fp32_only(monkeypatch):
             layer = ConvAct(conv.eval())
             layer(x)
             assert kinds(layer) == ['unary']
+        layer = ConvAct(nn.Conv2d(16, 24, 3).eval())
+        tiny = x[..., :3, :3]
+        assert relative_error(layer(tiny), layer._plain(tiny, None)) < 1e-5 and kinds(layer) == ['winograd']
+        with pytest.raises(RuntimeError, match="Kernel size can't be greater"):  # torch's own error, kept
+            layer(x[..., :2, :2])
     monkeypatch.setattr(layers, 'WINOGRAD_MIN_INTENSITY', math.inf)  # the switch that keeps them all direct
     layer = ConvAct(nn.Conv2d(16, 24, 3, padding=1).eval())
     with torch.inference_mode():
