@@ -56,6 +56,10 @@ _PLANS = 8
 # batch 32 on 38 x 38), and so are narrower ones, their transforms outweighing the GEMM.
 # Set to math.inf before a layer's first call to keep every convolution direct.
 WINOGRAD_MIN_INTENSITY = 48
+# ... and when a call has at least this many 4 x 4 output tiles: the rows of each of the 36 GEMMs, which read a kernel
+# 4x the size of the direct one (36 against 9 values per channel pair) and need rows to pay for it. At batch 1,
+# 256 -> 256 on 8 x 8 (4 tiles) ran 0.74x the direct kernel, 8 tiles 1.1x, 16 tiles 1.5x.
+WINOGRAD_MIN_TILES = 8
 # Bytes of tiles (input and output, Winograd domain) a step of `winograd_conv3x3` takes at most: some images'
 # worth that stays in cache (one image at least)
 WINOGRAD_STEP_BYTES = 4 << 20
@@ -216,11 +220,17 @@ def _winograd_applies(x: torch.Tensor, weight: torch.Tensor, geometry: tuple, dt
                       fmt: torch.memory_format) -> bool:
     padding, stride, dilation, groups = geometry
     c_out, c_in = weight.shape[:2]
-    return (dtype == torch.float32 and fmt == torch.channels_last and weight.dim() == 4
+    if not (dtype == torch.float32 and fmt == torch.channels_last and weight.dim() == 4
             and tuple(weight.shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and groups == 1
-            and c_in * c_out / (c_in + c_out) >= WINOGRAD_MIN_INTENSITY
-            # a map too small for the kernel keeps torch's own error
-            and all(size + 2 * p - 2 * d >= 1 for size, p, d in zip(x.shape[-2:], padding, dilation)))
+            and c_in * c_out / (c_in + c_out) >= WINOGRAD_MIN_INTENSITY):
+        return False
+    tiles = x.shape[0]
+    for size, p, d in zip(x.shape[-2:], padding, dilation):
+        out = size + 2 * p - 2 * d
+        if out < 1:  # a map too small for the kernel keeps torch's own error
+            return False
+        tiles *= math.ceil(math.ceil(out / d) / _TILE) * d
+    return tiles >= WINOGRAD_MIN_TILES
 
 
 def _post_op(act: nn.Module) -> Optional[Tuple[Optional[str], str]]:

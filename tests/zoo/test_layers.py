@@ -265,10 +265,11 @@ def test_winograd_conv3x3_matches_the_direct_convolution(size, padding, dilation
 
 
 def test_wide_3x3_convs_take_the_winograd_path_in_fp32_only(monkeypatch):
-    """Dense 3x3 stride-1 fp32 channels-last convolutions (2-D, or per frame of a clip) at least
-    wide enough (WINOGRAD_MIN_INTENSITY) run as Winograd, shortcut and activation after; bf16, NCHW, strided, grouped and
-    narrower ones keep oneDNN's direct kernel."""
+    """Dense 3x3 stride-1 fp32 channels-last convolutions (2-D, or per frame of a clip) wide enough
+    (WINOGRAD_MIN_INTENSITY) run as Winograd, shortcut and activation after; bf16, NCHW, strided, grouped and
+    narrower ones keep oneDNN's direct kernel, and so do calls with too few tiles (WINOGRAD_MIN_TILES)."""
     monkeypatch.setattr(layers, 'WINOGRAD_MIN_INTENSITY', 8)
+    monkeypatch.setattr(layers, 'WINOGRAD_MIN_TILES', 1)
     monkeypatch.setattr(layers, 'PACKED_MIN_WORK', 0)
     torch.manual_seed(0)
 
@@ -304,6 +305,10 @@ def test_wide_3x3_convs_take_the_winograd_path_in_fp32_only(monkeypatch):
         assert relative_error(layer(tiny), layer._plain(tiny, None)) < 1e-5 and kinds(layer) == ['winograd']
         with pytest.raises(RuntimeError, match="Kernel size can't be greater"):  # torch's own error, kept
             layer(x[..., :2, :2])
+        monkeypatch.setattr(layers, 'WINOGRAD_MIN_TILES', 8)  # too few tiles (2 here) for the batched GEMM
+        layer = ConvAct(nn.Conv2d(16, 24, 3).eval())
+        layer(tiny)
+        assert kinds(layer) == ['unary']
     monkeypatch.setattr(layers, 'WINOGRAD_MIN_INTENSITY', math.inf)  # the switch that keeps them all direct
     layer = ConvAct(nn.Conv2d(16, 24, 3, padding=1).eval())
     with torch.inference_mode():
