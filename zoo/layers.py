@@ -166,6 +166,13 @@ def winograd_kernel(weight: torch.Tensor) -> torch.Tensor:
     return u.permute(2, 3, 1, 0).reshape(36, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
 
 
+def _winograd_grid(size: int, padding: int, dilation: int) -> Tuple[int, int]:
+    """Along one axis of a 3x3 stride-1 convolution: its output size, and the output tiles on each of its
+    `dilation` interleaved sub-grids."""
+    out = size + 2 * padding - 2 * dilation
+    return out, math.ceil(math.ceil(out / dilation) / _TILE)
+
+
 def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
                      padding: Sequence[int], dilation: Sequence[int]) -> torch.Tensor:
     """conv2d(x, weight, bias, stride 1, padding, dilation) for a 3x3 `weight` given as `winograd_kernel(weight)`;
@@ -183,9 +190,7 @@ def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch
     n, c, h, w = x.shape
     c_out = kernel.shape[-1]
     (ph, pw), (dh, dw) = padding, dilation
-    h_out, w_out = h + 2 * ph - 2 * dh, w + 2 * pw - 2 * dw
-    # tiles along each axis of every sub-grid
-    tiles_h, tiles_w = math.ceil(math.ceil(h_out / dh) / _TILE), math.ceil(math.ceil(w_out / dw) / _TILE)
+    (h_out, tiles_h), (w_out, tiles_w) = _winograd_grid(h, ph, dh), _winograd_grid(w, pw, dw)
     tiled = (tiles_h, _TILE, dh, tiles_w, _TILE, dw, c_out)  # the output as whole tiles, cropped to h_out x w_out
     tiles_per_image = tiles_h * dh * tiles_w * dw
     step = max(1, min(n, WINOGRAD_STEP_BYTES // (36 * tiles_per_image * (c + c_out) * x.element_size())))
@@ -226,10 +231,10 @@ def _winograd_applies(x: torch.Tensor, weight: torch.Tensor, geometry: tuple, dt
         return False
     tiles = x.shape[0]
     for size, p, d in zip(x.shape[-2:], padding, dilation):
-        out = size + 2 * p - 2 * d
+        out, tiles_per_grid = _winograd_grid(size, p, d)
         if out < 1:  # a map too small for the kernel keeps torch's own error
             return False
-        tiles *= math.ceil(math.ceil(out / d) / _TILE) * d
+        tiles *= tiles_per_grid * d
     return tiles >= WINOGRAD_MIN_TILES
 
 
