@@ -167,6 +167,42 @@ def test_max_pool_3d_keeps_bf16_under_autocast():
     torch.testing.assert_close(torch.jit.script(pool)(x.float()), pool(x.float()))
 
 
+@pytest.mark.parametrize('act', [nn.GELU(), nn.Identity(), nn.Hardswish()], ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize('big', [False, True], ids=['mkl-sgemm', 'onednn-post-op'])
+def test_linear_act_packs_per_row_count_and_follows_weight_updates(act, big, monkeypatch):
+    """fp32 takes MKL's packed sgemm, or oneDNN's packed matmul with the activation as a post-op once the output
+    reaches FUSE_MIN_WORK; each row count (batch x tokens) gets its own packed weight, any input layout works,
+    and an in-place weight update is seen on the next call."""
+    if big:
+        monkeypatch.setattr(layers, 'FUSE_MIN_WORK', 0)
+    torch.manual_seed(0)
+    layer = LinearAct(nn.Linear(32, 64), act)
+    with torch.inference_mode():
+        for x in (torch.randn(3, 5, 32), torch.randn(7, 32), torch.randn(32), torch.randn(5, 32, 3).transpose(1, 2)):
+            torch.testing.assert_close(layer(x), act(layer.linear(x)), rtol=1e-5, atol=1e-5)
+        fused = isinstance(act, nn.GELU) and big
+        kinds = {key[0] for key in layer._cache.packed}
+        assert kinds == ({'onednn'} if fused else {'mkl'}), kinds
+        assert {key[2] for key in layer._cache.packed} == {15, 7, 1}
+    with torch.no_grad():
+        layer.linear.weight.mul_(2)
+        x = torch.randn(7, 32)
+        torch.testing.assert_close(layer(x), act(layer.linear(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_linear_act_bf16_applies_the_activation_in_the_matmul():
+    torch.manual_seed(0)
+    layer = LinearAct(nn.Linear(32, 64), nn.GELU())
+    x = torch.randn(4, 32)
+    with torch.inference_mode():
+        ref = layer.act(layer.linear(x))
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = layer(x)
+    assert out.dtype == torch.bfloat16 and relative_error(out.float(), ref) < 0.02
+    assert {key[:2] for key in layer._cache.packed} == {('onednn', torch.bfloat16)}
+    assert layer._cache.plans[next(iter(layer._cache.plans))][5] == ('gelu', 'none')
+
+
 def test_linear_fuses_to_cast_once_linear():
     from timm.utils import reparameterize_model
     model = nn.Sequential(layers.Linear(8, 4)).eval()
