@@ -44,11 +44,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import Attention, DropPath, GELUTanh, Mlp, PatchEmbed
+from timm.layers import Attention, DropPath, GELUTanh, PatchEmbed
 from timm.models import generate_default_cfgs, register_model
 
 from zoo.hub import build_model, unwrap_state_dict
-from zoo.layers import LinearAct, fuse_mlp
+from zoo.layers import Linear, LinearAct, Mlp
 
 __all__ = ['LEGO', 'LegoBrick', 'DiTBlock', 'checkpoint_filter_fn', 'sincos_pos_embed_2d']
 
@@ -164,7 +164,7 @@ class TimestepEmbedder(nn.Module):
         super().__init__()
         dd = dd or {}
         self.freq_dim = freq_dim
-        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim, **dd), nn.SiLU(), nn.Linear(dim, dim, **dd))
+        self.mlp = nn.Sequential(Linear(freq_dim, dim, **dd), nn.SiLU(), Linear(dim, dim, **dd))
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
         half = self.freq_dim // 2
@@ -183,13 +183,13 @@ class DiTBlock(nn.Module):
         self.attn = Attention(dim, num_heads=num_heads, qkv_bias=True, **dd)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6, **dd)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=GELUTanh, **dd)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, **dd))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(dim, 6 * dim, **dd))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def reparameterize(self):
-        """Inference form (timm's `reparameterize_model`): the MLP's GELU fused into its first linear layer and
-        every linear layer's weights cast once under autocast (zoo.layers)."""
-        fuse_mlp(self.mlp)
+        """Inference form (timm's `reparameterize_model`): the attention's linear layers as zoo.layers.LinearAct,
+        as every other linear layer here (zoo.layers.Linear, Mlp: weights cast once, prepacked, the MLP's GELU
+        inside its first matmul)."""
         if isinstance(self.attn.qkv, nn.Linear):
             self.attn.qkv, self.attn.proj = LinearAct(self.attn.qkv), LinearAct(self.attn.proj)
 
@@ -212,8 +212,8 @@ class FinalLayer(nn.Module):
         super().__init__()
         dd = dd or {}
         self.norm_final = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6, **dd)
-        self.linear = nn.Linear(dim, patch_size * patch_size * out_chans, **dd)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim, **dd))
+        self.linear = Linear(dim, patch_size * patch_size * out_chans, **dd)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(dim, 2 * dim, **dd))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale = self.adaLN_modulation(c).unsqueeze(1).unsqueeze(1).chunk(2, dim=-1)
@@ -311,7 +311,7 @@ class LEGO(nn.Module):
         self.grad_checkpointing = False
 
         self.t_embedder = TimestepEmbedder(embed_dim, dd=dd)
-        self.y_embedder = nn.Linear(num_classes, embed_dim, **dd) if num_classes > 0 else None
+        self.y_embedder = Linear(num_classes, embed_dim, **dd) if num_classes > 0 else None
         dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         bricks = []
         for i, (region, patch, depth) in enumerate(zip(regions, patch_sizes, depths)):
