@@ -52,12 +52,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, create_classifier, get_device_dtype, to_2tuple
+from timm.layers import DropPath, create_classifier, get_device_dtype, to_2tuple
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
+from zoo.layers import Mlp
 
 __all__ = ['RaftMLP']
 
