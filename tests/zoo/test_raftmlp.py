@@ -28,7 +28,7 @@ def test_fixture_s_reparameterized_and_chunked():
     model = timm.create_model('raftmlp_s').eval()
     model.load_state_dict(checkpoint_filter_fn(fx['state_dict'], model))
     fused = reparameterize_model(model)
-    assert len(fused.stages[0].downsample.proj) == 1 and fused.stages[0].downsample.proj[0].kernel_size == (8, 8)
+    assert len(fused.stages[0].downsample.proj) == 1 and fused.stages[0].downsample.proj[0].conv.kernel_size == (8, 8)
     for stage in fused.stages:
         stage.chunk_elems = 1  # one image at a time
     with torch.inference_mode():

@@ -58,7 +58,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
-from zoo.layers import Mlp
+from zoo.layers import ConvAct, Mlp
 
 __all__ = ['RaftMLP']
 
@@ -126,8 +126,11 @@ class CrossScaleEmbed(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self):
-        """Merge the kernels into one convolution of the largest kernel (each smaller one zero-padded)."""
+        """Merge the kernels into one convolution of the largest kernel (each smaller one zero-padded), a
+        zoo.layers.ConvAct (weights cast once and prepacked)."""
         if len(self.proj) == 1:
+            if not isinstance(self.proj[0], ConvAct):
+                self.proj = nn.ModuleList([ConvAct(self.proj[0])])
             return
         convs = list(self.proj)
         big = max(convs, key=lambda c: c.kernel_size[0])
@@ -142,7 +145,7 @@ class CrossScaleEmbed(nn.Module):
             device=weight.device, dtype=weight.dtype)
         merged.weight.copy_(weight)
         merged.bias.copy_(convs[0].bias)
-        self.proj = nn.ModuleList([merged])
+        self.proj = nn.ModuleList([ConvAct(merged)])
         self.kernel_sizes = [k_max]
 
 
