@@ -293,9 +293,12 @@ class ChannelMixing(nn.Module):
         self.fc2 = nn.Linear(hidden, dim, **dd)
 
     def reparameterize(self):
-        """For inference: fc1's GELU inside oneDNN's matmul, its weights cast once (zoo.layers.LinearAct)."""
+        """For inference: fc1's GELU inside oneDNN's matmul, its weights cast once and prepacked
+        (zoo.layers.LinearAct), and fc2's too where the GRN is not folded into its per-sample weights."""
         if not isinstance(self.fc1, LinearAct):
             self.fc1, self.act = LinearAct(self.fc1, self.act), nn.Identity()
+            if not self.fold_grn:
+                self.fc2 = LinearAct(self.fc2)
         convs_as_conv_act(self, 'conv_dw')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -358,6 +361,10 @@ class StripMlpStage(nn.Module):
         if chain_dim is not None:
             self.shortcut_chain = nn.Conv2d(chain_dim, dim, 2, 2, groups=chain_dim, bias=False, **dd)
         self.blocks = nn.Sequential(*[StripMlpBlock(dim, size, mlp_ratio, drop_path, **dd) for _ in range(depth)])
+
+    def reparameterize(self):
+        """For inference: the downsampling and shortcut convolutions' weights cast once and prepacked."""
+        convs_as_conv_act(self, 'downsample', 'shortcut', 'shortcut_chain')
 
     def forward(
             self,
