@@ -213,6 +213,22 @@ def test_linear_fuses_to_cast_once_linear():
         torch.testing.assert_close(fused(x), model(x))
 
 
+def test_mlp_fuses_in_place_with_the_same_state_dict_keys():
+    from timm.utils import reparameterize_model
+    torch.manual_seed(0)
+    model = nn.Sequential(layers.Mlp(8, 16, act_layer=nn.GELU)).eval()
+    keys = set(model.state_dict())
+    fused = reparameterize_model(model)
+    mlp = fused[0]
+    assert isinstance(mlp.fc1, LinearAct) and isinstance(mlp.fc2, LinearAct) and isinstance(mlp.act, nn.Identity)
+    assert isinstance(mlp.fc1.act, nn.GELU)
+    assert {k.replace('.linear.', '.') for k in fused.state_dict()} == keys
+    x = torch.randn(2, 5, 8)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), model(x))
+        torch.testing.assert_close(reparameterize_model(fused)(x), model(x))  # fusing again changes nothing
+
+
 @pytest.mark.parametrize('kernel,stride,padding,form', [
     ((1, 3, 3), (1, 2, 2), (0, 1, 1), 'frames'), ((1, 1, 1), 1, 0, 'frames'), ((3, 1, 1), (2, 1, 1), (1, 0, 0), 'time'),
     ((3, 3, 3), 1, 1, None)])
