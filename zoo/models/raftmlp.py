@@ -59,6 +59,7 @@ from timm.models._manipulate import checkpoint_seq
 
 from zoo.hub import build_model, set_cfg_input_size, unwrap_state_dict
 from zoo.layers import ConvAct, Mlp
+from zoo.precision import bf16_matmuls
 
 __all__ = ['RaftMLP']
 
@@ -149,6 +150,17 @@ class CrossScaleEmbed(nn.Module):
         self.kernel_sizes = [k_max]
 
 
+def _gathered(y: torch.Tensor, shape: Tuple[int, int, int]) -> torch.Tensor:
+    """`y` (a permuted view) copied into a contiguous `shape`, in the dtype its matmul runs in: under bf16
+    autocast the cast rides on the copy the permutation needs anyway, instead of a second pass in the matmul."""
+    if not torch.jit.is_scripting() and y.dtype != torch.bfloat16 and bf16_matmuls(y):
+        return torch.empty(y.shape, dtype=torch.bfloat16, device=y.device).copy_(y).view(shape)
+    return y.reshape(shape)
+
+
+torch.fx.wrap('_gathered')  # a leaf for fx: its dtype check can't be traced
+
+
 class RaftTokenMixing(nn.Module):
     """x + DropPath(MLP(LayerNorm(x))) over one spatial axis, jointly with the channels of each raft.
 
@@ -186,10 +198,10 @@ class RaftTokenMixing(nn.Module):
         n = C // r
         y = self.norm(x).view(B, H, W, r, n)
         if self.vertical:
-            y = self.mlp(y.permute(0, 4, 2, 3, 1).reshape(B, n * W, r * H))
+            y = self.mlp(_gathered(y.permute(0, 4, 2, 3, 1), (B, n * W, r * H)))
             y = y.view(B, n, W, r, H).permute(0, 4, 2, 3, 1)
         else:
-            y = self.mlp(y.permute(0, 4, 1, 3, 2).reshape(B, n * H, r * W))
+            y = self.mlp(_gathered(y.permute(0, 4, 1, 3, 2), (B, n * H, r * W)))
             y = y.view(B, n, H, r, W).permute(0, 2, 4, 3, 1)
         # x first: the sum takes x's (contiguous) layout, so the view back is free
         return (x.view(B, H, W, r, n) + self.drop_path(y)).view(B, H, W, C)
