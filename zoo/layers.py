@@ -335,19 +335,9 @@ class _CastCache:
                                   _PACKED_SHAPES)
         return packed
 
-    def get_packed_linear(self, weight: torch.Tensor, rows: int) -> torch.Tensor:
-        """`weight` (already cast) in the blocked layout oneDNN picks for a matmul of `rows` input rows: the
-        layout depends on them (bf16 2048 x 384 -> 1152: 0.72 ms packed for 2048 rows, 1.42 ms for 64)."""
-        key = ('linear', weight.dtype, rows)
-        packed = self.packed.get(key)
-        if packed is None:
-            packed = _put_bounded(self.packed, key, torch.ops.mkldnn._reorder_linear_weight(weight, max(rows, 1)),
-                                  _PACKED_SHAPES)
-        return packed
-
     def get_packed_linear(self, weight: torch.Tensor, rows: int, mkl: bool = False) -> torch.Tensor:
         """`weight` (already cast) in the blocked layout oneDNN's matmul (or MKL's sgemm) picks for `rows` input
-        rows."""
+        rows: the layout depends on them (bf16 2048 x 384 -> 1152: 0.72 ms packed for 2048 rows, 1.42 ms for 64)."""
         key = ('mkl' if mkl else 'onednn', weight.dtype, rows)
         packed = self.packed.get(key)
         if packed is None:
