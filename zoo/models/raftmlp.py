@@ -127,12 +127,15 @@ class CrossScaleEmbed(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self):
-        """Merge the kernels into one convolution of the largest kernel (each smaller one zero-padded), a
-        zoo.layers.ConvAct (weights cast once and prepacked)."""
-        if len(self.proj) == 1:
-            if not isinstance(self.proj[0], ConvAct):
-                self.proj = nn.ModuleList([ConvAct(self.proj[0])])
+        """The kernels as one convolution (`_merged`), a zoo.layers.ConvAct (weights cast once and prepacked)."""
+        if isinstance(self.proj[0], ConvAct):  # already done
             return
+        conv = self.proj[0] if len(self.proj) == 1 else self._merged()
+        self.proj = nn.ModuleList([ConvAct(conv)])
+        self.kernel_sizes = [conv.kernel_size[0]]
+
+    def _merged(self) -> nn.Conv2d:
+        """One convolution of the largest kernel, each smaller kernel zero-padded into it."""
         convs = list(self.proj)
         big = max(convs, key=lambda c: c.kernel_size[0])
         k_max, pad_max = big.kernel_size[0], big.padding[0]
@@ -146,8 +149,7 @@ class CrossScaleEmbed(nn.Module):
             device=weight.device, dtype=weight.dtype)
         merged.weight.copy_(weight)
         merged.bias.copy_(convs[0].bias)
-        self.proj = nn.ModuleList([ConvAct(merged)])
-        self.kernel_sizes = [k_max]
+        return merged
 
 
 def _gathered(y: torch.Tensor, shape: Tuple[int, int, int]) -> torch.Tensor:
